@@ -1,0 +1,83 @@
+// Environment → typed configuration. Names and defaults are the contract in
+// INTERFACE.md; everything after `// Limits` is this project's own tuning.
+
+export interface ProxyConfig {
+  port: number
+  host: string
+  openaiApiKey: string | undefined
+  /** Upstream URL with `?model=` already applied; undefined = use the embedded simulator. */
+  upstreamUrl: string | undefined
+  model: string
+  adminToken: string | undefined
+  proxyAuthTokens: string[]
+  logLevel: string
+  // Limits
+  maxSessions: number
+  /** Largest client frame accepted, bytes. */
+  maxClientFrameBytes: number
+  /** Largest upstream frame accepted, bytes (OpenAI events can exceed 1 MiB). */
+  maxUpstreamFrameBytes: number
+  /** Audio held before the session is configured, bytes. */
+  maxPendingAudioBytes: number
+  /** Upstream WebSocket handshake timeout, ms. */
+  upstreamConnectTimeoutMs: number
+  /** Drain deadline on SIGTERM, ms. */
+  drainTimeoutMs: number
+  /** Allowed Origin header values for browser clients; empty = any. */
+  allowedOrigins: string[]
+}
+
+export const DEFAULT_REALTIME_URL = 'wss://api.openai.com/v1/realtime'
+export const DEFAULT_MODEL = 'gpt-realtime'
+
+type Env = Record<string, string | undefined>
+
+export function loadConfig (env: Env = process.env): ProxyConfig {
+  const model = nonEmpty(env.OPENAI_REALTIME_MODEL) ?? DEFAULT_MODEL
+  const openaiApiKey = nonEmpty(env.OPENAI_API_KEY)
+  const explicitUrl = nonEmpty(env.OPENAI_REALTIME_URL)
+  const baseUrl = explicitUrl ?? (openaiApiKey !== undefined ? DEFAULT_REALTIME_URL : undefined)
+  return {
+    port: integer(env, 'PORT', 8080, 0, 65535),
+    host: nonEmpty(env.HOST) ?? '0.0.0.0',
+    openaiApiKey,
+    upstreamUrl: baseUrl === undefined ? undefined : withModel(baseUrl, model),
+    model,
+    adminToken: nonEmpty(env.ADMIN_TOKEN),
+    proxyAuthTokens: list(env.PROXY_AUTH_TOKENS),
+    logLevel: nonEmpty(env.LOG_LEVEL) ?? 'info',
+    maxSessions: integer(env, 'MAX_SESSIONS', 1000, 1, 1_000_000),
+    maxClientFrameBytes: integer(env, 'MAX_CLIENT_FRAME_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    maxUpstreamFrameBytes: integer(env, 'MAX_UPSTREAM_FRAME_BYTES', 64 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
+    maxPendingAudioBytes: integer(env, 'MAX_PENDING_AUDIO_BYTES', 2 * 1024 * 1024, 0, 256 * 1024 * 1024),
+    upstreamConnectTimeoutMs: integer(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+    drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 25_000, 0, 3_600_000),
+    allowedOrigins: list(env.ALLOWED_ORIGINS)
+  }
+}
+
+/** Adds `?model=` unless the URL already names one. */
+export function withModel (url: string, model: string): string {
+  const parsed = new URL(url)
+  if (!parsed.searchParams.has('model')) parsed.searchParams.set('model', model)
+  return parsed.toString()
+}
+
+function nonEmpty (value: string | undefined): string | undefined {
+  const trimmed = value?.trim()
+  return trimmed === undefined || trimmed === '' ? undefined : trimmed
+}
+
+function list (value: string | undefined): string[] {
+  return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
+}
+
+function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = nonEmpty(env[name])
+  if (raw === undefined) return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`)
+  }
+  return value
+}
