@@ -1,0 +1,115 @@
+// OpenAI Realtime (GA) on the upstream side: the event names the proxy acts on and
+// the shapes it sends. Upstream events are read leniently (extra fields are normal);
+// what we send is built only here and in the turn engine.
+
+import type { OpenAIAudioFormat } from '../audio.js'
+
+/** Upstream events the turn engine consumes; everything else is content for the session. */
+export const ENGINE_EVENT_TYPES = new Set([
+  'session.updated',
+  'response.created',
+  'response.done',
+  'error',
+  'conversation.item.added',
+  'conversation.item.done',
+  'response.function_call_arguments.done',
+  'input_audio_buffer.speech_started',
+  'input_audio_buffer.speech_stopped'
+])
+
+/** A parsed upstream event. Never validated strictly: read fields defensively. */
+export interface UpstreamEvent {
+  type: string
+  [field: string]: unknown
+}
+
+export interface FunctionTool {
+  type: 'function'
+  name: string
+  description?: string
+  parameters?: Record<string, unknown>
+}
+
+export interface Transcription {
+  model: string
+  language?: string
+}
+
+export interface TurnDetection {
+  type: 'server_vad' | 'semantic_vad'
+  create_response: boolean
+  interrupt_response: boolean
+  [field: string]: unknown
+}
+
+/**
+ * The session settings the proxy manages, flat so that changes merge field by field
+ * (latest value wins) and diff cheaply. Rendered to the GA `session` object by
+ * `sessionPayload`.
+ */
+export interface SessionFields {
+  instructions?: string
+  tools?: FunctionTool[]
+  voice?: string
+  inputFormat?: OpenAIAudioFormat
+  outputFormat?: OpenAIAudioFormat
+  transcription?: Transcription | null
+  turnDetection?: TurnDetection | null
+  outputModalities?: Array<'audio' | 'text'>
+}
+
+export const SESSION_FIELD_NAMES = [
+  'instructions', 'tools', 'voice', 'inputFormat', 'outputFormat', 'transcription', 'turnDetection', 'outputModalities'
+] as const satisfies ReadonlyArray<keyof SessionFields>
+
+/** The GA `session` object of a `session.update` carrying exactly these fields. */
+export function sessionPayload (fields: SessionFields): Record<string, unknown> {
+  const session: Record<string, unknown> = { type: 'realtime' }
+  if (fields.instructions !== undefined) session.instructions = fields.instructions
+  if (fields.tools !== undefined) {
+    session.tools = fields.tools
+    session.tool_choice = 'auto'
+  }
+  if (fields.outputModalities !== undefined) session.output_modalities = fields.outputModalities
+  const input: Record<string, unknown> = {}
+  if (fields.inputFormat !== undefined) input.format = fields.inputFormat
+  if (fields.transcription !== undefined) input.transcription = fields.transcription
+  if (fields.turnDetection !== undefined) input.turn_detection = fields.turnDetection
+  const output: Record<string, unknown> = {}
+  if (fields.outputFormat !== undefined) output.format = fields.outputFormat
+  if (fields.voice !== undefined) output.voice = fields.voice
+  const audio: Record<string, unknown> = {}
+  if (Object.keys(input).length > 0) audio.input = input
+  if (Object.keys(output).length > 0) audio.output = output
+  if (Object.keys(audio).length > 0) session.audio = audio
+  return session
+}
+
+/** A conversation item the proxy creates upstream. */
+export type ConversationItem =
+  | { type: 'message', role: 'user', content: Array<{ type: 'input_text', text: string }> }
+  | { type: 'message', role: 'assistant', content: Array<{ type: 'output_text', text: string }> }
+  | { type: 'function_call', call_id: string, name: string, arguments: string }
+  | { type: 'function_call_output', call_id: string, output: string }
+
+export function userText (text: string): ConversationItem {
+  return { type: 'message', role: 'user', content: [{ type: 'input_text', text }] }
+}
+
+export function assistantText (text: string): ConversationItem {
+  return { type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] }
+}
+
+/** Reads `obj.key` as a string, or undefined. */
+export function str (obj: unknown, key: string): string | undefined {
+  if (typeof obj !== 'object' || obj === null) return undefined
+  const value = (obj as Record<string, unknown>)[key]
+  return typeof value === 'string' ? value : undefined
+}
+
+/** Reads `obj.key` as an object, or undefined. */
+export function obj (value: unknown, key: string): Record<string, unknown> | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const inner = (value as Record<string, unknown>)[key]
+  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? inner as Record<string, unknown> : undefined
+}
