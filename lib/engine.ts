@@ -49,7 +49,8 @@ export type InjectBehavior = 'refuse' | 'queue' | 'interrupt'
 /** Client intents and the events of the other inputs. `at` is the current time in ms. */
 export type EngineInput =
   | { type: 'settings', at: number, fields: SessionFields, context: ConversationItem[], greeting?: string }
-  | { type: 'configure', at: number, fields: SessionFields, ack: ConfigAck }
+  /** A change; `appendInstructions` adds to the instructions in force (UpdatePrompt). */
+  | { type: 'configure', at: number, fields: SessionFields, ack: ConfigAck, appendInstructions?: string }
   | { type: 'injectUser', at: number, content: string }
   | { type: 'injectAgent', at: number, message: string, behavior: InjectBehavior }
   | { type: 'functionResult', at: number, callId: string, output: string }
@@ -212,7 +213,7 @@ class Machine {
     if (this.s.phase === 'closing') return
     switch (input.type) {
       case 'settings': return this.settings(input)
-      case 'configure': return this.whenStarted(input, () => this.configure(input.fields, input.ack))
+      case 'configure': return this.whenStarted(input, () => this.configure(withAppended(this.s.desired, input), input.ack))
       case 'injectUser': return this.whenReady(input, () => this.injectUser(input.content))
       case 'injectAgent': return this.whenReady(input, () => this.injectAgent(input.message, input.behavior, input.at))
       case 'functionResult': return this.functionResult(input.callId, input.output, input.at)
@@ -706,6 +707,13 @@ function diff (current: SessionFields, next: SessionFields): SessionFields {
     if (value !== undefined && JSON.stringify(value) !== JSON.stringify(current[name])) changes[name] = value
   }
   return changes as SessionFields
+}
+
+function withAppended (desired: SessionFields, input: Extract<EngineInput, { type: 'configure' }>): SessionFields {
+  if (input.appendInstructions === undefined) return input.fields
+  const current = desired.instructions
+  const instructions = current === undefined || current === '' ? input.appendInstructions : `${current}\n\n${input.appendInstructions}`
+  return { ...input.fields, instructions }
 }
 
 function withoutVoice (fields: SessionFields): SessionFields {

@@ -29,7 +29,9 @@ export interface TimelineEvent {
   itemId?: string
   eventId?: string
   code?: string
+  /** Audio payload size; consecutive audio frames fold into one entry. */
   bytes?: number
+  frames?: number
 }
 
 export interface ConnectionDetail extends ConnectionSummary {

@@ -1,0 +1,105 @@
+// Composes the product from its plugins: the realtime route and the admin API,
+// sharing one session registry and one metrics registry, plus the drain logic a
+// load balancer relies on.
+
+import { randomUUID } from 'node:crypto'
+import Fastify from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { ProxyConfig } from './lib/config.js'
+import type { EngineOptions } from './lib/engine.js'
+import { createMetrics } from './lib/metrics.js'
+import type { ProxyMetrics } from './lib/metrics.js'
+import { SessionRegistry } from './lib/registry.js'
+import admin from './plugins/admin.js'
+import realtime from './plugins/realtime.js'
+
+const DRAINING_BODY = JSON.stringify({ statusCode: 503, code: 'DRAINING', message: 'This instance is draining; connect to another one.' })
+
+export interface AppOptions {
+  config: ProxyConfig
+  /** The upstream to use (the config's, or the embedded simulator's). */
+  upstreamUrl: string
+  logger: Logger
+  instanceId?: string
+  engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
+}
+
+export type Lifecycle = 'starting' | 'ready' | 'draining'
+
+export interface ProxyApp {
+  app: FastifyInstance
+  sessions: SessionRegistry
+  metrics: ProxyMetrics
+  instanceId: string
+  readonly lifecycle: Lifecycle
+  /** Call once listening: /readyz turns 200. */
+  markReady (): void
+  /**
+   * Graceful drain: /readyz 503 and new upgrades 503 at once; sessions in the middle
+   * of a response may finish that turn until `deadlineMs`; then every client is
+   * closed with 1012 and a reason, and the server closes.
+   */
+  drain (deadlineMs: number): Promise<void>
+}
+
+export async function buildApp (options: AppOptions): Promise<ProxyApp> {
+  const { config } = options
+  const instanceId = options.instanceId ?? randomUUID()
+  const app = Fastify({ loggerInstance: options.logger as FastifyBaseLogger, disableRequestLogging: true, forceCloseConnections: true })
+  const sessions = new SessionRegistry()
+  const metrics = createMetrics(sessions)
+  let lifecycle: Lifecycle = 'starting'
+
+  await app.register(admin, {
+    sessions,
+    metrics,
+    instanceId,
+    ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
+    isReady: () => lifecycle === 'ready',
+    isDraining: () => lifecycle === 'draining'
+  })
+  await app.register(realtime, {
+    upstreamUrl: options.upstreamUrl,
+    ...(config.openaiApiKey === undefined ? {} : { apiKey: config.openaiApiKey }),
+    authTokens: config.proxyAuthTokens,
+    allowedOrigins: config.allowedOrigins,
+    maxSessions: config.maxSessions,
+    maxClientFrameBytes: config.maxClientFrameBytes,
+    maxUpstreamFrameBytes: config.maxUpstreamFrameBytes,
+    maxPendingAudioBytes: config.maxPendingAudioBytes,
+    upstreamConnectTimeoutMs: config.upstreamConnectTimeoutMs,
+    ...(options.engine === undefined ? {} : { engine: options.engine }),
+    sessions,
+    metrics,
+    isAccepting: () => lifecycle === 'ready'
+  })
+
+  return {
+    app,
+    sessions,
+    metrics,
+    instanceId,
+    get lifecycle () { return lifecycle },
+    markReady () {
+      if (lifecycle === 'starting') lifecycle = 'ready'
+    },
+    async drain (deadlineMs: number) {
+      if (lifecycle === 'draining') return
+      lifecycle = 'draining'
+      // An upgrade arriving mid-drain must be answered and destroyed, or close() hangs.
+      app.server.removeAllListeners('upgrade')
+      app.server.on('upgrade', (_request, socket) => {
+        socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(DRAINING_BODY)}\r\n\r\n${DRAINING_BODY}`)
+        socket.destroy()
+      })
+      app.log.info({ sessions: sessions.size, deadlineMs }, 'draining')
+      const deadline = Date.now() + deadlineMs
+      while (Date.now() < deadline && [...sessions].some((s) => s.summary().responseInProgress)) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      for (const session of sessions) session.close(1012, 'server restarting: reconnect')
+      await app.close()
+    }
+  }
+}

@@ -1,0 +1,153 @@
+// The Deepgram Voice Agent endpoint, `GET /v1/agent/converse`, as a Fastify plugin.
+// Register it in any Fastify 5 app:
+//
+//   await app.register(realtime, { upstreamUrl, apiKey })
+//
+// Client auth, Origin checks, the session limit and draining are decided before the
+// upgrade (HTTP 401/403/503), so a refused client never gets a WebSocket.
+
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import websocket from '@fastify/websocket'
+import type { Logger } from 'pino'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { EngineOptions } from '../lib/engine.js'
+import { createMetrics } from '../lib/metrics.js'
+import type { ProxyMetrics } from '../lib/metrics.js'
+import { SessionRegistry } from '../lib/registry.js'
+import { Session } from '../lib/session.js'
+import { traceContextFrom } from '../lib/telemetry.js'
+
+export const CONVERSE_PATH = '/v1/agent/converse'
+
+export interface RealtimeOptions {
+  /** Upstream WebSocket URL including `?model=`. */
+  upstreamUrl: string
+  /** Sent upstream as `Authorization: Bearer …`; never logged. */
+  apiKey?: string
+  /** Tokens a client must present; empty = no client auth. */
+  authTokens?: string[]
+  /** Allowed `Origin` values for browser clients; empty = any. */
+  allowedOrigins?: string[]
+  /** Sessions this instance accepts at once (503 beyond). */
+  maxSessions?: number
+  maxClientFrameBytes?: number
+  maxUpstreamFrameBytes?: number
+  maxPendingAudioBytes?: number
+  upstreamConnectTimeoutMs?: number
+  maxClientBufferedBytes?: number
+  engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
+  /** Shared with the admin plugin; one is created when omitted. */
+  sessions?: SessionRegistry
+  metrics?: ProxyMetrics
+  /** False while draining: new upgrades get 503. */
+  isAccepting?: () => boolean
+}
+
+const AUTH_SCHEMES = ['token', 'bearer']
+
+const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) => {
+  if (typeof options.upstreamUrl !== 'string' || !/^wss?:\/\//.test(options.upstreamUrl)) {
+    throw new Error('realtime plugin: pass `upstreamUrl`, the OpenAI Realtime WebSocket URL (ws:// or wss://)')
+  }
+  const sessions = options.sessions ?? new SessionRegistry()
+  const metrics = options.metrics ?? createMetrics(sessions)
+  const tokens = (options.authTokens ?? []).map(digest)
+  const allowedOrigins = options.allowedOrigins ?? []
+  const maxSessions = options.maxSessions ?? 1000
+  const isAccepting = options.isAccepting ?? (() => true)
+
+  if (!fastify.hasDecorator('websocketServer')) {
+    await fastify.register(websocket, {
+      options: {
+        maxPayload: options.maxClientFrameBytes ?? 1024 * 1024,
+        perMessageDeflate: false,
+        // Browsers authenticate with `Sec-WebSocket-Protocol: token, <key>`: select the
+        // scheme, never the secret, or the browser aborts the handshake.
+        handleProtocols: (protocols: Set<string>) => AUTH_SCHEMES.find((scheme) => protocols.has(scheme)) ?? false
+      }
+    })
+  }
+
+  fastify.addHook('onClose', async () => {
+    for (const session of sessions) session.close(1001, 'server shutting down')
+  })
+
+  fastify.get(CONVERSE_PATH, {
+    websocket: true,
+    preValidation: async (request: FastifyRequest, reply: FastifyReply) => {
+      const refusal = refuse(request)
+      if (refusal === undefined) return
+      metrics.sessionRejected(refusal.reason)
+      await reply.code(refusal.status).header('Connection', 'close').send({ statusCode: refusal.status, code: refusal.code, message: refusal.message })
+    }
+  }, (socket, request) => {
+    const trace = traceContextFrom(request.headers.traceparent)
+    const session = new Session({
+      client: socket,
+      remoteAddress: request.socket.remoteAddress ?? 'unknown',
+      // Fastify's logger is pino (the app passes one in); sessions use pino's full API.
+      logger: request.log.child({ traceId: trace.traceId, spanId: trace.spanId, traceFlags: trace.traceFlags }) as unknown as Logger,
+      metrics,
+      upstreamUrl: options.upstreamUrl,
+      apiKey: options.apiKey,
+      maxUpstreamFrameBytes: options.maxUpstreamFrameBytes ?? 64 * 1024 * 1024,
+      maxPendingAudioBytes: options.maxPendingAudioBytes ?? 2 * 1024 * 1024,
+      upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
+      ...(options.maxClientBufferedBytes === undefined ? {} : { maxClientBufferedBytes: options.maxClientBufferedBytes }),
+      ...(options.engine === undefined ? {} : { engine: options.engine }),
+      onClosed: (closed) => {
+        sessions.delete(closed.id)
+        metrics.sessionEnded(closed.summary())
+        request.log.info({ sessionId: closed.id }, 'session ended')
+      }
+    })
+    sessions.add(session)
+    metrics.sessionStarted()
+    request.log.info({ sessionId: session.id, remoteAddress: request.socket.remoteAddress }, 'session started')
+  })
+
+  function refuse (request: FastifyRequest): { status: number, code: string, reason: string, message: string } | undefined {
+    if (!isAccepting()) return { status: 503, code: 'DRAINING', reason: 'draining', message: 'This instance is draining; connect to another one.' }
+    const origin = request.headers.origin
+    if (allowedOrigins.length > 0 && origin !== undefined && !allowedOrigins.includes(origin)) {
+      return { status: 403, code: 'ORIGIN_NOT_ALLOWED', reason: 'origin', message: 'This Origin may not connect.' }
+    }
+    if (tokens.length > 0 && !presentsValidToken(request.raw, tokens)) {
+      return { status: 401, code: 'UNAUTHORIZED', reason: 'auth', message: 'Missing or invalid token: send "Authorization: Token <token>", the subprotocols "token, <token>", or ?token=<token>.' }
+    }
+    if (sessions.size >= maxSessions) {
+      return { status: 503, code: 'TOO_MANY_SESSIONS', reason: 'max_sessions', message: `This instance already serves ${maxSessions} sessions; try again later or another instance.` }
+    }
+    return undefined
+  }
+}
+
+/** The client's token, from the header, the subprotocol list or the query, in that order. */
+export function clientToken (request: IncomingMessage): string | undefined {
+  const authorization = request.headers.authorization
+  if (authorization !== undefined) {
+    const match = /^(token|bearer)\s+(\S+)$/i.exec(authorization.trim())
+    if (match !== null) return match[2]
+  }
+  const protocols = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')
+  const scheme = protocols.findIndex((p) => AUTH_SCHEMES.includes(p.toLowerCase()))
+  if (scheme >= 0 && protocols[scheme + 1] !== undefined) return protocols[scheme + 1]
+  const query = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token')
+  return query ?? undefined
+}
+
+function presentsValidToken (request: IncomingMessage, tokens: Buffer[]): boolean {
+  const presented = clientToken(request)
+  if (presented === undefined) return false
+  const candidate = digest(presented)
+  // Every token compared, in constant time, whatever matches.
+  return tokens.reduce((ok, token) => timingSafeEqual(token, candidate) || ok, false)
+}
+
+function digest (value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+export default realtime
+

@@ -1,0 +1,982 @@
+// Example-based tests of the turn engine (PROTOCOL.md §4), one group per rule, plus the
+// incidents in /work/shared/seeds. Pure: no sockets, no clock. Upstream events are
+// shaped like OpenAI Realtime GA server events.
+
+import t from 'tap'
+import {
+  activeResponseId,
+  initialState,
+  pendingCounts,
+  responseInProgress,
+  sayExactly,
+  step,
+  type Command,
+  type EngineInput,
+  type EngineOptions,
+  type EngineState
+} from '../lib/engine.js'
+import { ErrorCode, WarningCode, type ServerMessage } from '../lib/protocol/deepgram.js'
+import { assistantText, userText, type ConversationItem, type SessionFields } from '../lib/protocol/openai.js'
+
+type Input = EngineInput extends infer I ? I extends EngineInput ? Omit<I, 'at'> : never : never
+type UpEvent = Extract<Command, { kind: 'upstream' }>['event']
+
+const CONFLICT = 'conversation_already_has_active_response'
+
+function upstream (cmds: Command[], type?: string): UpEvent[] {
+  return cmds.flatMap((c) => c.kind === 'upstream' && (type === undefined || c.event.type === type) ? [c.event] : [])
+}
+
+function client (cmds: Command[], type?: string): ServerMessage[] {
+  return cmds.flatMap((c) => c.kind === 'client' && (type === undefined || c.message.type === type) ? [c.message] : [])
+}
+
+function timersSet (cmds: Command[]): string[] {
+  return cmds.flatMap((c) => c.kind === 'setTimer' ? [c.name] : [])
+}
+
+function warnings (cmds: Command[], code: string): ServerMessage[] {
+  return client(cmds, 'Warning').filter((m) => m.type === 'Warning' && m.code === code)
+}
+
+function responseOf (event: UpEvent): Record<string, unknown> {
+  return event.response as Record<string, unknown>
+}
+
+/** Drives the engine like the session does: one input at a time, time moving on. */
+class Driver {
+  state: EngineState
+  at = 0
+  readonly all: Command[] = []
+  private serverSeq = 0
+
+  constructor (options: Partial<EngineOptions> = {}) {
+    this.state = initialState({ idPrefix: 't_', ...options })
+  }
+
+  feed (input: Input): Command[] {
+    this.at += 10
+    const [next, cmds] = step(this.state, { ...input, at: this.at } as EngineInput)
+    this.state = next
+    this.all.push(...cmds)
+    return cmds
+  }
+
+  up (event: { type: string, [field: string]: unknown }): Command[] {
+    this.serverSeq += 1
+    return this.feed({ type: 'upstream', event: { event_id: `event_${this.serverSeq}`, ...event } })
+  }
+
+  /** The event id of the last response.create the engine sent. */
+  lastCreate (): string {
+    const creates = upstream(this.all, 'response.create')
+    const last = creates[creates.length - 1]
+    if (last === undefined) throw new Error('no response.create sent yet')
+    return last.event_id
+  }
+
+  /** response.created echoing the metadata of a create (ours), or `null` (server VAD). */
+  created (id: string, createEventId: string | null = this.lastCreate()): Command[] {
+    const metadata = createEventId === null ? null : { proxy_event_id: createEventId }
+    return this.up({ type: 'response.created', response: { object: 'realtime.response', id, status: 'in_progress', conversation_id: 'conv_1', metadata, output: [] } })
+  }
+
+  done (id: string, status = 'completed', extra: Record<string, unknown> = {}): Command[] {
+    return this.up({ type: 'response.done', response: { object: 'realtime.response', id, status, conversation_id: 'conv_1', output: [], ...extra } })
+  }
+
+  error (code: string, eventId: string | null): Command[] {
+    return this.up({ type: 'error', error: { type: 'invalid_request_error', code, message: `message text for ${code}`, param: null, event_id: eventId } })
+  }
+
+  itemAdded (itemId: string, type = 'conversation.item.added'): Command[] {
+    return this.up({ type, previous_item_id: null, item: { id: itemId, type: 'message', role: 'user', status: 'completed', content: [] } })
+  }
+
+  args (callId: string, responseId: string, name = 'get_weather', args = '{"city":"Paris"}'): Command[] {
+    return this.up({ type: 'response.function_call_arguments.done', response_id: responseId, item_id: `item_${callId}`, output_index: 0, call_id: callId, name, arguments: args })
+  }
+
+  content (responseId: string, type: string): Command[] {
+    return this.up({ type, response_id: responseId, item_id: `item_${responseId}`, output_index: 0, content_index: 0 })
+  }
+
+  timer (name: string): Command[] {
+    return this.feed({ type: 'timer', name })
+  }
+
+  get busy (): boolean {
+    return responseInProgress(this.state)
+  }
+}
+
+/** The item id the engine gave the last InjectUserMessage. */
+function injectedItemId (cmds: Command[]): string {
+  const create = upstream(cmds, 'conversation.item.create')[0]
+  const id = (create?.item as { id?: string } | undefined)?.id
+  if (id === undefined) throw new Error('no injected item')
+  return id
+}
+
+interface ReadyOptions {
+  fields?: SessionFields
+  context?: ConversationItem[]
+  greeting?: string
+  options?: Partial<EngineOptions>
+}
+
+/** An engine past Settings and its session.updated. */
+function ready (opts: ReadyOptions = {}): Driver {
+  const d = new Driver(opts.options)
+  const settings: Input = { type: 'settings', fields: opts.fields ?? { instructions: 'Be brief.', voice: 'alloy' }, context: opts.context ?? [] }
+  if (opts.greeting !== undefined) settings.greeting = opts.greeting
+  d.feed(settings)
+  d.up({ type: 'session.updated', session: { type: 'realtime' } })
+  return d
+}
+
+/** Ready, with our response `id` running (created by an InjectAgentMessage). */
+function responding (id = 'resp_1', opts: ReadyOptions = {}): Driver {
+  const d = ready(opts)
+  d.feed({ type: 'injectAgent', message: 'One moment.', behavior: 'queue' })
+  d.created(id)
+  return d
+}
+
+// ── Settings and session setup ──────────────────────────────────────────────────
+
+t.test('Settings: exactly one session.update, nothing else until session.updated', async (t) => {
+  const d = new Driver()
+  const cmds = d.feed({ type: 'settings', fields: { instructions: 'Be brief.', voice: 'alloy' }, context: [userText('hi')], greeting: 'Hello!' })
+  t.equal(upstream(cmds).length, 1)
+  const update = upstream(cmds, 'session.update')[0]
+  t.ok(update, 'a session.update')
+  t.match(update?.session, { type: 'realtime', instructions: 'Be brief.', audio: { output: { voice: 'alloy' } } })
+  t.same(client(cmds), [], 'SettingsApplied waits for session.updated')
+  t.equal(d.state.phase, 'configuring')
+
+  const createdCmds = d.up({ type: 'session.created', session: {} })
+  t.same(createdCmds.filter((c) => c.kind !== 'log'), [], 'session.created is not session.updated')
+  t.equal(d.state.phase, 'configuring')
+})
+
+t.test('Settings: SettingsApplied only after session.updated, then context items and greeting', async (t) => {
+  const d = new Driver()
+  d.feed({ type: 'settings', fields: { instructions: 'Be brief.' }, context: [userText('My name is Ada.'), assistantText('Hi Ada.')], greeting: 'Welcome back!' })
+  const cmds = d.up({ type: 'session.updated', session: { type: 'realtime' } })
+  t.same(client(cmds, 'SettingsApplied'), [{ type: 'SettingsApplied' }])
+  t.ok(cmds.some((c) => c.kind === 'ready'), 'ready: held audio may flow')
+  const events = upstream(cmds)
+  t.same(events.map((e) => e.type), ['conversation.item.create', 'conversation.item.create', 'response.create'], 'context in order, then the greeting')
+  t.same(events[0]?.item, userText('My name is Ada.'))
+  t.same(events[1]?.item, assistantText('Hi Ada.'))
+  t.equal(responseOf(events[2]!).instructions, sayExactly('Welcome back!'), 'the greeting is a create with instructions')
+  const order = cmds.flatMap((c) => c.kind === 'client' ? ['client'] : c.kind === 'upstream' ? ['upstream'] : [])
+  t.equal(order[0], 'client', 'SettingsApplied before anything goes upstream for the conversation')
+  t.ok(d.busy)
+})
+
+t.test('Settings: intents before the session is configured are held and replayed in order after ready', async (t) => {
+  const d = new Driver()
+  t.same(d.feed({ type: 'injectUser', content: 'before settings' }), [], 'held before Settings')
+  d.feed({ type: 'settings', fields: { instructions: 'x' }, context: [userText('ctx')] })
+  t.same(upstream(d.feed({ type: 'injectUser', content: 'while configuring' })), [], 'held while configuring')
+  t.same(d.feed({ type: 'injectAgent', message: 'held agent line', behavior: 'queue' }), [])
+  const cmds = d.up({ type: 'session.updated', session: {} })
+  const items = upstream(cmds, 'conversation.item.create').map((e) => e.item as { content: Array<{ text: string }> })
+  t.same(items.map((i) => i.content[0]?.text), ['ctx', 'before settings', 'while configuring'], 'context first, then held messages in order')
+  t.same(client(cmds, 'ConversationText').map((m) => m.type === 'ConversationText' && m.content), ['before settings', 'while configuring'])
+  const creates = upstream(cmds, 'response.create')
+  t.equal(creates.length, 1, 'the held InjectAgentMessage is asked for')
+  t.equal(responseOf(creates[0]!).instructions, sayExactly('held agent line'))
+  // The held InjectUserMessage still waits for its item ack (rule 5).
+  const ids = upstream(cmds, 'conversation.item.create').map((e) => (e.item as { id?: string }).id).filter((id) => id !== undefined)
+  t.equal(ids.length, 2)
+})
+
+t.test('Settings: a refused first session.update is an Error and closes the session', async (t) => {
+  const d = new Driver()
+  const [update] = upstream(d.feed({ type: 'settings', fields: { instructions: 'x' }, context: [] }))
+  const cmds = d.error('invalid_value', update!.event_id)
+  t.match(client(cmds, 'Error'), [{ code: 'invalid_value' }])
+  t.notMatch(client(cmds, 'Error')[0], { description: /message text/ }, 'the code, never the upstream message text')
+  t.match(cmds.filter((c) => c.kind === 'close'), [{ code: 1008 }])
+  t.equal(d.state.phase, 'closing')
+  t.same(d.feed({ type: 'injectUser', content: 'x' }), [], 'nothing after close')
+})
+
+t.test('Settings: no session.updated in time closes the session (watchdog)', async (t) => {
+  const d = new Driver()
+  const cmds = d.feed({ type: 'settings', fields: { instructions: 'x' }, context: [] })
+  const [timer] = timersSet(cmds)
+  t.ok(timer)
+  const fired = d.timer(timer!)
+  t.match(client(fired, 'Error'), [{ code: ErrorCode.upstreamTimeout }])
+  t.match(fired.filter((c) => c.kind === 'close'), [{ code: 1011 }])
+})
+
+t.test('every upstream event carries a unique event_id', async (t) => {
+  const d = ready({ greeting: 'Hi', context: [userText('a')] })
+  d.created('resp_g')
+  d.feed({ type: 'injectUser', content: 'q' })
+  d.args('call_1', 'resp_g')
+  d.feed({ type: 'functionResult', callId: 'call_1', output: '{}' })
+  d.feed({ type: 'configure', fields: { instructions: 'new' }, ack: 'PromptUpdated' })
+  d.feed({ type: 'cancel' })
+  d.done('resp_g', 'cancelled')
+  d.timer(timersSet(d.all).find((n) => n.startsWith('create:')) ?? 'none')
+  const events = upstream(d.all)
+  t.ok(events.length >= 7, `${events.length} events sent`)
+  for (const e of events) t.type(e.event_id, 'string', `${e.type} has an event_id`)
+  t.equal(new Set(events.map((e) => e.event_id)).size, events.length, 'all distinct')
+})
+
+// ── Rule 1: the slot is held until ITS response.done ─────────────────────────────
+
+const CONTENT_DONE = ['response.output_audio.done', 'response.output_text.done', 'response.output_item.done', 'response.content_part.done']
+
+function permutations<T> (items: T[]): T[][] {
+  if (items.length <= 1) return [items]
+  return items.flatMap((item, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]))
+}
+
+t.test('rule 1: held from sending response.create until its response.done; content .done events never free it', async (t) => {
+  for (const order of permutations(CONTENT_DONE)) {
+    const d = ready()
+    d.feed({ type: 'injectAgent', message: 'Hello', behavior: 'queue' })
+    t.ok(d.busy, 'busy from the moment the create is sent')
+    d.created('resp_1')
+    d.feed({ type: 'configure', fields: { instructions: 'changed' }, ack: 'PromptUpdated' })
+    d.feed({ type: 'injectAgent', message: 'Next', behavior: 'queue' })
+    for (const type of order) {
+      const cmds = d.content('resp_1', type)
+      t.same(upstream(cmds), [], `${type} sends nothing (${order.join(' → ')})`)
+      t.ok(d.busy)
+    }
+    t.equal(activeResponseId(d.state), 'resp_1')
+    const cmds = d.done('resp_1')
+    t.same(upstream(cmds).map((e) => e.type), ['session.update', 'response.create'], 'the deferred change and the next response go at its response.done')
+  }
+})
+
+t.test('rule 1: a server-VAD response.created we did not ask for occupies the slot until its done', async (t) => {
+  const d = ready()
+  d.created('resp_vad', null)
+  t.ok(d.busy)
+  t.equal(activeResponseId(d.state), 'resp_vad')
+  const item = injectedItemId(d.feed({ type: 'injectUser', content: 'typed' }))
+  t.same(upstream(d.itemAdded(item), 'response.create'), [], 'acknowledged item waits for the slot')
+  t.same(upstream(d.feed({ type: 'configure', fields: { voice: 'echo' }, ack: 'SpeakUpdated' })), [])
+  const cmds = d.done('resp_vad')
+  t.same(upstream(cmds).map((e) => e.type), ['session.update', 'response.create'])
+})
+
+t.test('rule 1: a response.done with every final status frees the slot', async (t) => {
+  for (const status of ['completed', 'cancelled', 'failed', 'incomplete']) {
+    const d = responding()
+    d.done('resp_1', status)
+    t.notOk(d.busy, status)
+  }
+})
+
+t.test('incident #462 (seed 000): output_audio.done before output_text.done does not let Settings through', async (t) => {
+  const d = ready({ fields: { instructions: 'x' } })
+  const item = injectedItemId(d.feed({ type: 'injectUser', content: 'hello' }))
+  d.itemAdded(item)
+  d.created('resp_1')
+  d.content('resp_1', 'response.output_audio.done')
+  t.same(upstream(d.feed({ type: 'settings', fields: { instructions: 'y' }, context: [] })), [], 'no session.update while active')
+  d.content('resp_1', 'response.output_text.done')
+  t.same(upstream(d.feed({ type: 'settings', fields: { instructions: 'z' }, context: [] })), [])
+  t.same(client(d.all, 'SettingsApplied').length, 1, 'the later Settings are not acknowledged before being applied (seed 001)')
+  const cmds = d.done('resp_1')
+  const updates = upstream(cmds, 'session.update')
+  t.equal(updates.length, 1, 'one merged update')
+  t.equal((updates[0]?.session as { instructions: string }).instructions, 'z', 'latest wins')
+  t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'SettingsApplied' }, { type: 'SettingsApplied' }])
+})
+
+// ── Rule 2: event_id correlation, rejected creates, conflicts ───────────────────
+
+t.test('rule 2: a rejected response.create frees the slot via error.event_id', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'first', behavior: 'queue' })
+  const first = d.lastCreate()
+  d.feed({ type: 'injectAgent', message: 'second', behavior: 'queue' })
+  t.same(upstream(d.error('invalid_value', 'some_other_event')), [], 'an error about another event frees nothing')
+  t.ok(d.busy)
+  const cmds = d.error('invalid_value', first)
+  t.match(client(cmds, 'Error'), [{ code: 'invalid_value' }])
+  const [next] = upstream(cmds, 'response.create')
+  t.equal(responseOf(next!).instructions, sayExactly('second'), 'the slot was free again: the next request went')
+  t.ok(cmds.some((c) => c.kind === 'clearTimer' && c.name === `create:${first}`), 'its watchdog is cleared')
+})
+
+t.test('rule 2: conflict → retried after the running response\'s response.done', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
+  const create = d.lastCreate()
+  // Server VAD started a response just before our create reached the upstream.
+  d.created('resp_vad', null)
+  t.equal(d.state.inflightCreate?.eventId, create, 'not mistaken for our create')
+  const cmds = d.error(CONFLICT, create)
+  t.same(upstream(cmds), [])
+  t.same(client(cmds, 'Error'), [], 'recoverable: no Error to the client')
+  t.ok(cmds.some((c) => c.kind === 'metric' && c.name === 'conflict'))
+  t.ok(d.busy, 'still busy: the other response runs')
+  const retried = upstream(d.done('resp_vad'), 'response.create')
+  t.equal(retried.length, 1, 'retried once the running response is done')
+  t.equal(responseOf(retried[0]!).instructions, sayExactly('mine'), 'with the same parameters')
+  t.not(retried[0]!.event_id, create, 'under a new event_id')
+  d.created('resp_mine')
+  t.equal(activeResponseId(d.state), 'resp_mine')
+})
+
+t.test('rule 2: a conflict whose running response we have not seen holds the slot until a response.done', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
+  d.error(CONFLICT, d.lastCreate())
+  t.ok(d.busy, 'some response is running')
+  t.equal(activeResponseId(d.state), null, 'whose id we do not know')
+  const cmds = d.done('resp_unseen')
+  t.equal(upstream(cmds, 'response.create').length, 1, 'its done frees the slot: retry')
+})
+
+t.test('rule 2: after maxCreateRetries conflicts the client gets an Error', async (t) => {
+  const d = ready({ options: { maxCreateRetries: 2 } })
+  d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
+  for (let i = 0; i < 2; i++) {
+    d.created(`resp_vad${i}`, null)
+    t.same(client(d.error(CONFLICT, d.lastCreate()), 'Error'), [])
+    t.equal(upstream(d.done(`resp_vad${i}`), 'response.create').length, 1, `retry ${i + 1}`)
+  }
+  d.created('resp_vad_last', null)
+  const cmds = d.error(CONFLICT, d.lastCreate())
+  t.match(client(cmds, 'Error'), [{ code: CONFLICT }])
+  t.same(upstream(d.done('resp_vad_last')), [], 'given up: no further retry')
+  t.notOk(d.busy)
+})
+
+// ── Rule 3: FIFO, bare follow-ups coalesce, parameterised creates stay distinct ──
+
+t.test('rule 3: wanted responses wait in a FIFO, one create at a time', async (t) => {
+  const d = responding()
+  for (const m of ['A', 'B', 'C']) t.same(upstream(d.feed({ type: 'injectAgent', message: m, behavior: 'queue' })), [])
+  t.equal(pendingCounts(d.state).responseCreate, 3)
+  const said: unknown[] = []
+  let id = 1
+  for (let i = 0; i < 3; i++) {
+    const creates = upstream(d.done(`resp_${id}`), 'response.create')
+    t.equal(creates.length, 1, 'one at a time')
+    said.push(responseOf(creates[0]!).instructions)
+    id += 1
+    d.created(`resp_${id}`)
+  }
+  t.same(said, ['A', 'B', 'C'].map(sayExactly))
+})
+
+t.test('rule 3: bare follow-ups coalesce into one response.create; a create with instructions stays distinct', async (t) => {
+  const d = responding()
+  const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
+  d.itemAdded(a)
+  d.feed({ type: 'injectAgent', message: 'Distinct', behavior: 'queue' })
+  const b = injectedItemId(d.feed({ type: 'injectUser', content: 'b' }))
+  d.itemAdded(b)
+  d.args('call_x', 'resp_1')
+  d.feed({ type: 'functionResult', callId: 'call_x', output: 'ok' })
+  t.equal(pendingCounts(d.state).responseCreate, 2, 'one bare request (two messages and a tool output) and the instructions one')
+  const first = upstream(d.done('resp_1'), 'response.create')
+  t.equal(first.length, 1)
+  t.equal(responseOf(first[0]!).instructions, undefined, 'one bare create for two user messages and a tool output')
+  d.created('resp_2')
+  const second = upstream(d.done('resp_2'), 'response.create')
+  t.equal(responseOf(second[0]!).instructions, sayExactly('Distinct'), 'the parameterised create stays distinct')
+  d.created('resp_3')
+  t.same(upstream(d.done('resp_3'), 'response.create'), [], 'nothing else was wanted')
+})
+
+t.test('rule 3: a retried bare create coalesces with bare follow-ups queued meanwhile', async (t) => {
+  // Two typed messages are acknowledged back to back. The first ack sends a bare create;
+  // the second is queued behind it. A server-VAD response raced our create (conflict).
+  const d = ready()
+  const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
+  const b = injectedItemId(d.feed({ type: 'injectUser', content: 'b' }))
+  d.itemAdded(a)
+  const create = d.lastCreate()
+  d.itemAdded(b)
+  d.created('resp_vad', null)
+  d.error(CONFLICT, create)
+  t.ok(d.state.queue.filter((r) => r.instructions === undefined).length <= 1, 'at most one bare request waits in the queue')
+  t.equal(upstream(d.done('resp_vad'), 'response.create').length, 1)
+  d.created('resp_answer')
+  t.same(upstream(d.done('resp_answer'), 'response.create'), [], 'one response answers both messages, not two')
+})
+
+// ── Rule 4: tool calls ──────────────────────────────────────────────────────────
+
+function withParallelCalls (): Driver {
+  const d = responding('resp_tools')
+  d.args('call_a', 'resp_tools', 'get_weather')
+  d.args('call_b', 'resp_tools', 'get_time')
+  return d
+}
+
+t.test('rule 4: parallel calls → outputs forwarded at once, ONE follow-up after response.done and all answers (answers first)', async (t) => {
+  const d = withParallelCalls()
+  t.same(client(d.all, 'FunctionCallRequest').map((m) => m.type === 'FunctionCallRequest' && m.functions[0]), [
+    { id: 'call_a', name: 'get_weather', arguments: '{"city":"Paris"}', client_side: true },
+    { id: 'call_b', name: 'get_time', arguments: '{"city":"Paris"}', client_side: true }
+  ])
+  t.equal(pendingCounts(d.state).functionCalls, 2)
+  for (const id of ['call_a', 'call_b']) {
+    const cmds = d.feed({ type: 'functionResult', callId: id, output: `out ${id}` })
+    t.same(upstream(cmds).map((e) => [e.type, e.item]), [['conversation.item.create', { type: 'function_call_output', call_id: id, output: `out ${id}` }]], 'forwarded mid-response')
+  }
+  t.equal(pendingCounts(d.state).functionCalls, 0)
+  const creates = upstream(d.done('resp_tools'), 'response.create')
+  t.equal(creates.length, 1, 'one follow-up')
+  t.equal(responseOf(creates[0]!).instructions, undefined)
+})
+
+t.test('rule 4: parallel calls, response.done first: the follow-up waits for the last answer', async (t) => {
+  const d = withParallelCalls()
+  t.same(upstream(d.done('resp_tools'), 'response.create'), [], 'not yet: calls unanswered')
+  t.notOk(d.busy)
+  t.same(upstream(d.feed({ type: 'functionResult', callId: 'call_b', output: 'b' }), 'response.create'), [], 'one call still unanswered')
+  const cmds = d.feed({ type: 'functionResult', callId: 'call_a', output: 'a' })
+  t.same(upstream(cmds).map((e) => e.type), ['conversation.item.create', 'response.create'], 'the output, then the one follow-up')
+})
+
+t.test('rule 4: one answer before and one after response.done', async (t) => {
+  const d = withParallelCalls()
+  d.feed({ type: 'functionResult', callId: 'call_a', output: 'a' })
+  t.same(upstream(d.done('resp_tools'), 'response.create'), [])
+  t.equal(upstream(d.feed({ type: 'functionResult', callId: 'call_b', output: 'b' }), 'response.create').length, 1)
+})
+
+t.test('incident #470 (seed 002): the follow-up is not sent while the originating response is still active', async (t) => {
+  const d = responding('resp_tools')
+  d.args('call_1', 'resp_tools')
+  const cmds = d.feed({ type: 'functionResult', callId: 'call_1', output: '{"temp":20}' })
+  t.same(upstream(cmds, 'response.create'), [])
+  d.content('resp_tools', 'response.output_text.done')
+  d.content('resp_tools', 'response.output_item.done')
+  t.same(upstream(d.all, 'response.create').length, 1, 'only the original create so far')
+  t.equal(upstream(d.done('resp_tools'), 'response.create').length, 1)
+})
+
+t.test('incident seed 004: tool results answered back to back never produce two creates', async (t) => {
+  const d = ready()
+  d.created('resp_vad', null)
+  for (const id of ['c1', 'c2', 'c3']) d.args(id, 'resp_vad')
+  d.done('resp_vad')
+  const creates = ['c1', 'c2', 'c3'].flatMap((id) => upstream(d.feed({ type: 'functionResult', callId: id, output: id }), 'response.create'))
+  t.equal(creates.length, 1)
+  t.ok(d.busy)
+})
+
+t.test('rule 4: a call answered twice is answered once (Warning, nothing forwarded)', async (t) => {
+  const d = withParallelCalls()
+  d.feed({ type: 'functionResult', callId: 'call_a', output: 'a' })
+  const cmds = d.feed({ type: 'functionResult', callId: 'call_a', output: 'again' })
+  t.same(upstream(cmds), [])
+  t.equal(warnings(cmds, WarningCode.duplicateFunctionCallResponse).length, 1)
+  d.feed({ type: 'functionResult', callId: 'call_b', output: 'b' })
+  d.done('resp_tools')
+  d.created('resp_follow')
+  t.same(upstream(d.feed({ type: 'functionResult', callId: 'call_b', output: 'late dup' })), [], 'late duplicate after the follow-up')
+  t.same(upstream(d.done('resp_follow'), 'response.create'), [], 'no second follow-up')
+})
+
+t.test('rule 4: an unknown call id is a Warning, nothing forwarded', async (t) => {
+  const d = ready()
+  const cmds = d.feed({ type: 'functionResult', callId: 'call_nope', output: 'x' })
+  t.same(upstream(cmds), [])
+  t.equal(warnings(cmds, WarningCode.unknownFunctionCall).length, 1)
+  const early = new Driver().feed({ type: 'functionResult', callId: 'call_nope', output: 'x' })
+  t.equal(warnings(early, WarningCode.unknownFunctionCall).length, 1, 'also before Settings')
+})
+
+t.test('rule 4: calls listed only in response.done are requested too, and followed up', async (t) => {
+  const d = responding('resp_tools')
+  const cmds = d.done('resp_tools', 'completed', { output: [{ type: 'function_call', id: 'item_1', status: 'completed', call_id: 'call_z', name: 'lookup', arguments: '{"q":1}' }] })
+  t.match(client(cmds, 'FunctionCallRequest'), [{ functions: [{ id: 'call_z', name: 'lookup', arguments: '{"q":1}', client_side: true }] }])
+  t.equal(upstream(d.feed({ type: 'functionResult', callId: 'call_z', output: 'r' }), 'response.create').length, 1)
+})
+
+t.test('rule 4: a call already requested via arguments.done and listed again in response.done is requested once', async (t) => {
+  const d = responding('resp_tools')
+  d.args('call_a', 'resp_tools', 'lookup', '{}')
+  d.done('resp_tools', 'completed', { output: [{ type: 'function_call', status: 'completed', call_id: 'call_a', name: 'lookup', arguments: '{}' }] })
+  t.equal(client(d.all, 'FunctionCallRequest').length, 1)
+})
+
+t.test('rule 4: an unfinished call in a cancelled response is not requested from the client', async (t) => {
+  // A response cancelled while it was still streaming a call's arguments lists that call
+  // in response.done with status "incomplete" and truncated arguments, and never sent
+  // response.function_call_arguments.done for it. Running it would act on broken input.
+  const d = responding('resp_tools')
+  const cmds = d.done('resp_tools', 'cancelled', { output: [{ type: 'function_call', status: 'incomplete', call_id: 'call_cut', name: 'transfer_money', arguments: '{"amount": 10' }] })
+  t.same(client(cmds, 'FunctionCallRequest'), [])
+})
+
+// ── Rule 5: InjectUserMessage waits for its item's acknowledgement ───────────────
+
+t.test('rule 5: response.create only after conversation.item.added with our item id', async (t) => {
+  const d = ready()
+  const cmds = d.feed({ type: 'injectUser', content: 'What time is it?' })
+  const [item] = upstream(cmds, 'conversation.item.create')
+  t.match(item?.item, { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'What time is it?' }] })
+  t.same(client(cmds), [{ type: 'ConversationText', role: 'user', content: 'What time is it?' }], 'echoed to the client')
+  t.same(upstream(cmds, 'response.create'), [], 'not yet (incident #388, seed 003)')
+  const id = injectedItemId(cmds)
+  t.same(upstream(d.itemAdded('item_someone_else')), [], 'another item acknowledges nothing')
+  const acked = d.itemAdded(id)
+  t.equal(upstream(acked, 'response.create').length, 1)
+  t.same(upstream(d.itemAdded(id, 'conversation.item.done')), [], 'the later item.done does not ask again')
+})
+
+t.test('rule 5: conversation.item.done alone is an acknowledgement too', async (t) => {
+  const d = ready()
+  const id = injectedItemId(d.feed({ type: 'injectUser', content: 'x' }))
+  t.equal(upstream(d.itemAdded(id, 'conversation.item.done'), 'response.create').length, 1)
+})
+
+t.test('rule 5: an acknowledged item still waits for the slot', async (t) => {
+  const d = responding()
+  const id = injectedItemId(d.feed({ type: 'injectUser', content: 'x' }))
+  t.same(upstream(d.itemAdded(id), 'response.create'), [])
+  t.equal(upstream(d.done('resp_1'), 'response.create').length, 1)
+})
+
+t.test('rule 5: an item never acknowledged is an Error, and a late ack asks for nothing', async (t) => {
+  const d = ready()
+  const cmds = d.feed({ type: 'injectUser', content: 'x' })
+  const id = injectedItemId(cmds)
+  const timer = timersSet(cmds).find((n) => n.includes(id))
+  t.ok(timer, 'a watchdog for the ack')
+  t.match(client(d.timer(timer!), 'Error'), [{ code: ErrorCode.injectNotAcknowledged }])
+  t.same(upstream(d.itemAdded(id), 'response.create'), [])
+})
+
+t.test('rule 5: a refused item is an Error and no response is asked for', async (t) => {
+  const d = ready()
+  const cmds = d.feed({ type: 'injectUser', content: 'x' })
+  const [create] = upstream(cmds)
+  const err = d.error('invalid_value', create!.event_id)
+  t.match(client(err, 'Error'), [{ code: 'invalid_value' }])
+  t.same(upstream(d.itemAdded(injectedItemId(cmds)), 'response.create'), [])
+})
+
+// ── Rule 6: session.update deferred, merged, acknowledged ────────────────────────
+
+t.test('rule 6: changes during a response are deferred, merged latest-wins, each acknowledged in order', async (t) => {
+  const d = responding()
+  const tools = [{ type: 'function' as const, name: 'get_weather' }]
+  t.same(upstream(d.feed({ type: 'configure', fields: { instructions: 'one' }, ack: 'PromptUpdated' })), [])
+  t.same(upstream(d.feed({ type: 'configure', fields: { instructions: 'two', tools }, ack: 'ThinkUpdated' })), [])
+  t.same(upstream(d.feed({ type: 'configure', fields: { voice: 'echo' }, ack: 'SpeakUpdated' })), [])
+  t.same(upstream(d.feed({ type: 'configure', fields: { instructions: 'three' }, ack: 'PromptUpdated' })), [])
+  t.same(upstream(d.feed({ type: 'settings', fields: { instructions: 'three', voice: 'echo' }, context: [] })), [])
+  t.equal(pendingCounts(d.state).sessionUpdate, 5)
+  t.same(client(d.all).filter((m) => m.type.endsWith('Updated') || m.type === 'SettingsApplied').length, 1, 'only the first SettingsApplied so far')
+  const cmds = d.done('resp_1')
+  const updates = upstream(cmds, 'session.update')
+  t.equal(updates.length, 1, 'one merged update')
+  t.match(updates[0]?.session, { instructions: 'three', tools, audio: { output: { voice: 'echo' } } })
+  t.same(client(cmds), [], 'acknowledged only once applied')
+  const acks = client(d.up({ type: 'session.updated', session: {} }))
+  t.same(acks.map((m) => m.type), ['PromptUpdated', 'ThinkUpdated', 'SpeakUpdated', 'PromptUpdated', 'SettingsApplied'])
+  t.equal(pendingCounts(d.state).sessionUpdate, 0)
+})
+
+t.test('rule 6: a change while idle goes at once; a change that changes nothing is acknowledged without an update', async (t) => {
+  const d = ready({ fields: { instructions: 'same' } })
+  const cmds = d.feed({ type: 'configure', fields: { instructions: 'same' }, ack: 'PromptUpdated' })
+  t.same(upstream(cmds), [])
+  t.same(client(cmds), [{ type: 'PromptUpdated' }])
+  const change = d.feed({ type: 'configure', fields: { instructions: 'other' }, ack: 'PromptUpdated' })
+  t.equal(upstream(change, 'session.update').length, 1)
+  t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'PromptUpdated' }])
+})
+
+t.test('rule 6: changes arriving while an update is in flight go in a second update after its session.updated', async (t) => {
+  const d = ready()
+  d.feed({ type: 'configure', fields: { instructions: 'one' }, ack: 'PromptUpdated' })
+  t.same(upstream(d.feed({ type: 'configure', fields: { instructions: 'two' }, ack: 'PromptUpdated' })), [], 'one update in flight at a time')
+  const cmds = d.up({ type: 'session.updated', session: {} })
+  t.same(client(cmds), [{ type: 'PromptUpdated' }])
+  t.match(upstream(cmds, 'session.update'), [{ session: { instructions: 'two' } }])
+})
+
+t.test('rule 6: UpdatePrompt appends to the instructions in force, including deferred ones', async (t) => {
+  const d = responding('resp_1', { fields: { instructions: 'Base.' } })
+  d.feed({ type: 'configure', fields: {}, ack: 'PromptUpdated', appendInstructions: 'One.' })
+  d.feed({ type: 'configure', fields: {}, ack: 'PromptUpdated', appendInstructions: 'Two.' })
+  const [update] = upstream(d.done('resp_1'), 'session.update')
+  t.match(update?.session, { instructions: 'Base.\n\nOne.\n\nTwo.' })
+  t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'PromptUpdated' }, { type: 'PromptUpdated' }])
+  const early = new Driver()
+  early.feed({ type: 'configure', fields: {}, ack: 'PromptUpdated', appendInstructions: 'Held.' })
+  early.feed({ type: 'settings', fields: { instructions: 'Base.' }, context: [] })
+  const cmds = early.up({ type: 'session.updated', session: {} })
+  t.match(upstream(cmds, 'session.update'), [{ session: { instructions: 'Base.\n\nHeld.' } }], 'an UpdatePrompt sent before Settings appends to them')
+})
+
+t.test('rule 6: a voice change after the agent spoke is a Warning; the other fields are kept', async (t) => {
+  const d = responding('resp_1', { fields: { instructions: 'x', voice: 'alloy' } })
+  d.feed({ type: 'agentAudio', responseId: 'resp_1' })
+  const voiceOnly = d.feed({ type: 'configure', fields: { voice: 'echo' }, ack: 'SpeakUpdated' })
+  t.equal(warnings(voiceOnly, WarningCode.voiceChangeRefused).length, 1, 'answered with a Warning')
+  const both = d.feed({ type: 'settings', fields: { instructions: 'y', voice: 'echo' }, context: [] })
+  t.equal(warnings(both, WarningCode.voiceChangeRefused).length, 1)
+  const cmds = d.done('resp_1')
+  const [update] = upstream(cmds, 'session.update')
+  t.match(update?.session, { instructions: 'y' })
+  t.notMatch(update?.session, { audio: { output: { voice: String } } }, 'never a voice change once the agent spoke')
+  t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'SettingsApplied' }])
+  t.equal(pendingCounts(d.state).sessionUpdate, 0)
+})
+
+t.test('rule 6: cannot_update_voice → Warning, the update is resent without the voice and acknowledged', async (t) => {
+  const d = ready({ fields: { instructions: 'x', voice: 'alloy' } })
+  const cmds = d.feed({ type: 'settings', fields: { instructions: 'y', voice: 'echo' }, context: [] })
+  const [update] = upstream(cmds, 'session.update')
+  t.ok(update, 'sent: the engine did not know the agent had spoken')
+  const err = d.error('cannot_update_voice', update!.event_id)
+  t.equal(warnings(err, WarningCode.voiceChangeRefused).length, 1)
+  t.same(client(err, 'Error'), [])
+  const [again] = upstream(err, 'session.update')
+  t.match(again?.session, { instructions: 'y' })
+  t.notMatch(again?.session, { audio: { output: { voice: String } } })
+  t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'SettingsApplied' }])
+  const later = d.feed({ type: 'configure', fields: { voice: 'shimmer' }, ack: 'SpeakUpdated' })
+  t.same(upstream(later, 'session.update'), [], 'the upstream told us the agent has spoken: no further voice change is sent')
+  t.equal(warnings(later, WarningCode.voiceChangeRefused).length, 1)
+})
+
+t.test('rule 6: a refused update (other code) is an Error and the same change can be asked again', async (t) => {
+  const d = ready({ fields: { instructions: 'x' } })
+  const [update] = upstream(d.feed({ type: 'configure', fields: { instructions: 'bad' }, ack: 'PromptUpdated' }))
+  const err = d.error('invalid_value', update!.event_id)
+  t.match(client(err), [{ type: 'Error', code: 'invalid_value' }])
+  t.equal(pendingCounts(d.state).sessionUpdate, 0)
+  t.equal(upstream(d.feed({ type: 'configure', fields: { instructions: 'bad' }, ack: 'PromptUpdated' }), 'session.update').length, 1, 'not mistaken for "no change"')
+})
+
+t.test('rule 6: an update never answered (ready) is an Error; the session goes on', async (t) => {
+  const d = ready()
+  const cmds = d.feed({ type: 'configure', fields: { instructions: 'slow' }, ack: 'PromptUpdated' })
+  const timer = timersSet(cmds).find((n) => n.startsWith('update:'))
+  const fired = d.timer(timer!)
+  t.match(client(fired, 'Error'), [{ code: ErrorCode.upstreamTimeout }])
+  t.same(fired.filter((c) => c.kind === 'close'), [])
+  t.equal(d.state.phase, 'ready')
+})
+
+// ── Rule 7: cancel ──────────────────────────────────────────────────────────────
+
+t.test('rule 7: cancel → response.cancel with response_id; the slot frees only at response.done cancelled', async (t) => {
+  const d = responding()
+  d.feed({ type: 'injectAgent', message: 'next', behavior: 'queue' })
+  const cmds = d.feed({ type: 'cancel' })
+  t.same(upstream(cmds).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_1']])
+  t.ok(d.busy, 'response.cancel frees nothing by itself')
+  t.same(upstream(d.feed({ type: 'cancel' })), [], 'cancelled once')
+  const done = d.done('resp_1', 'cancelled')
+  t.notOk(upstream(done, 'response.create').length === 0, 'the next request goes at its done')
+})
+
+t.test('rule 7: cancel before response.created → cancelled by id when it arrives', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'hello', behavior: 'queue' })
+  t.same(upstream(d.feed({ type: 'cancel' })), [], 'nothing to cancel upstream yet')
+  const cmds = d.created('resp_1')
+  t.same(upstream(cmds).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_1']])
+  t.ok(d.busy)
+  d.done('resp_1', 'cancelled')
+  t.notOk(d.busy)
+})
+
+t.test('rule 7: response_cancel_not_active is benign', async (t) => {
+  const d = responding()
+  const [cancel] = upstream(d.feed({ type: 'cancel' }))
+  const cmds = d.error('response_cancel_not_active', cancel!.event_id)
+  t.same(client(cmds), [])
+  t.ok(d.busy, 'the slot still waits for response.done')
+  t.same(client(d.error('response_cancel_not_active', null)), [], 'also without event_id')
+})
+
+t.test('rule 7: a cancel before response.created still holds when our create is retried after a conflict', async (t) => {
+  // The cancel is remembered on the in-flight create; if that create is then refused
+  // for a conflict (server VAD answered the user first), the retry must not resurrect
+  // the cancelled response.
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'stale news', behavior: 'queue' })
+  const create = d.lastCreate()
+  d.feed({ type: 'cancel' })
+  d.created('resp_vad', null)
+  d.error(CONFLICT, create)
+  const retried = upstream(d.done('resp_vad'), 'response.create')
+  if (retried.length === 0) {
+    t.pass('the cancelled request was dropped')
+  } else {
+    const cmds = d.created('resp_stale')
+    t.same(upstream(cmds).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_stale']], 'or its retry is cancelled as soon as it exists')
+  }
+})
+
+t.test('rule 7: InjectAgentMessage interrupt before response.created, then a conflict: the interrupted request is not played first', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'long story', behavior: 'queue' })
+  const create = d.lastCreate()
+  d.feed({ type: 'injectAgent', message: 'urgent', behavior: 'interrupt' })
+  d.created('resp_vad', null)
+  d.error(CONFLICT, create)
+  const [next] = upstream(d.done('resp_vad'), 'response.create')
+  t.equal(responseOf(next!).instructions, sayExactly('urgent'), 'the interrupting message goes first')
+})
+
+// ── Rule 8: out-of-band responses ───────────────────────────────────────────────
+
+function outOfBand (d: Driver, id: string, type: 'response.created' | 'response.done'): Command[] {
+  return d.up({ type, response: { object: 'realtime.response', id, status: type === 'response.done' ? 'completed' : 'in_progress', conversation_id: null, metadata: { topic: 'classify' }, output: [] } })
+}
+
+t.test('rule 8: out-of-band responses neither occupy nor free the slot', async (t) => {
+  const d = ready()
+  outOfBand(d, 'resp_oob', 'response.created')
+  t.notOk(d.busy, 'does not occupy')
+  const id = injectedItemId(d.feed({ type: 'injectUser', content: 'x' }))
+  t.equal(upstream(d.itemAdded(id), 'response.create').length, 1, 'our response is asked for while it runs')
+  d.created('resp_1')
+  const cmds = outOfBand(d, 'resp_oob', 'response.done')
+  t.ok(d.busy, 'does not free')
+  t.equal(activeResponseId(d.state), 'resp_1')
+  t.same(upstream(cmds), [])
+})
+
+t.test('rule 8: an out-of-band response.created is not mistaken for our pending create', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'x', behavior: 'queue' })
+  const create = d.lastCreate()
+  outOfBand(d, 'resp_oob', 'response.created')
+  t.equal(d.state.inflightCreate?.eventId, create)
+  d.created('resp_1', create)
+  t.equal(activeResponseId(d.state), 'resp_1')
+})
+
+// ── Rule 9: unknown done, upstream close ─────────────────────────────────────────
+
+t.test('rule 9: a response.done for an unknown id is tolerated and frees nothing', async (t) => {
+  const d = responding()
+  const cmds = d.done('resp_ghost')
+  t.same(upstream(cmds), [])
+  t.same(client(cmds), [])
+  t.ok(d.busy)
+  t.equal(activeResponseId(d.state), 'resp_1')
+  t.doesNotThrow(() => d.up({ type: 'response.done' }), 'even without a response object')
+})
+
+t.test('rule 9: upstreamClosed releases everything', async (t) => {
+  const d = responding()
+  d.feed({ type: 'injectAgent', message: 'q', behavior: 'queue' })
+  d.feed({ type: 'configure', fields: { instructions: 'z' }, ack: 'PromptUpdated' })
+  d.feed({ type: 'injectUser', content: 'pending' })
+  d.args('call_1', 'resp_1')
+  d.feed({ type: 'upstreamClosed' })
+  t.equal(d.state.phase, 'closing')
+  t.notOk(d.busy)
+  t.equal(activeResponseId(d.state), null)
+  t.match(pendingCounts(d.state), { responseCreate: 0, sessionUpdate: 0 })
+  t.same(d.done('resp_1'), [], 'nothing after close')
+  t.same(d.feed({ type: 'functionResult', callId: 'call_1', output: 'x' }), [])
+})
+
+// ── Rule 10: watchdogs ──────────────────────────────────────────────────────────
+
+t.test('rule 10: no response.created in time → Warning, slot released, next request goes', async (t) => {
+  const d = ready({ options: { createAckMs: 1234 } })
+  const cmds = d.feed({ type: 'injectAgent', message: 'a', behavior: 'queue' })
+  const create = d.lastCreate()
+  t.ok(cmds.some((c) => c.kind === 'setTimer' && c.name === `create:${create}` && c.ms === 1234))
+  d.feed({ type: 'injectAgent', message: 'b', behavior: 'queue' })
+  const fired = d.timer(`create:${create}`)
+  t.equal(warnings(fired, WarningCode.responseTimeout).length, 1)
+  t.equal(responseOf(upstream(fired, 'response.create')[0]!).instructions, sayExactly('b'))
+  t.ok(fired.some((c) => c.kind === 'log' && c.level === 'warn'), 'logged')
+  t.same(d.timer(`create:${create}`), [], 'a stale timer is ignored')
+})
+
+t.test('rule 10: a response that never ends → cancel → grace → freed, with Warnings', async (t) => {
+  const d = ready({ options: { responseMaxMs: 500, cancelGraceMs: 50 } })
+  d.feed({ type: 'injectAgent', message: 'a', behavior: 'queue' })
+  const created = d.created('resp_hung')
+  t.ok(created.some((c) => c.kind === 'setTimer' && c.name === 'response:resp_hung' && c.ms === 500))
+  d.feed({ type: 'injectAgent', message: 'b', behavior: 'queue' })
+  const deadline = d.timer('response:resp_hung')
+  t.same(upstream(deadline).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_hung']])
+  t.ok(deadline.some((c) => c.kind === 'setTimer' && c.name === 'cancel:resp_hung' && c.ms === 50))
+  t.ok(d.busy, 'still waiting for its done')
+  const grace = d.timer('cancel:resp_hung')
+  t.equal(warnings(grace, WarningCode.responseTimeout).length, 1)
+  t.ok(grace.some((c) => c.kind === 'log' && c.level === 'error'))
+  t.equal(upstream(grace, 'response.create').length, 1, 'freed: the next request goes')
+  t.same(upstream(d.done('resp_hung', 'cancelled')), [], 'its late done is tolerated')
+})
+
+t.test('rule 10: a response that ends within the cancel grace clears the grace timer, no Warning', async (t) => {
+  const d = responding()
+  d.timer('response:resp_1')
+  const cmds = d.done('resp_1', 'cancelled')
+  t.ok(cmds.some((c) => c.kind === 'clearTimer' && c.name === 'cancel:resp_1'))
+  t.same(client(d.timer('cancel:resp_1')), [], 'stale grace timer ignored')
+})
+
+t.test('rule 10: a conflict with a response abandoned by the watchdog does not hang silently', async (t) => {
+  // The upstream really is stuck on resp_hung: after the grace period the engine frees
+  // the slot and asks for the next response, which conflicts. The slot is now held for
+  // a response nobody watches any more.
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'a', behavior: 'queue' })
+  d.created('resp_hung')
+  d.feed({ type: 'injectAgent', message: 'b', behavior: 'queue' })
+  d.timer('response:resp_hung')
+  d.timer('cancel:resp_hung')
+  const cmds = d.error(CONFLICT, d.lastCreate())
+  t.ok(d.busy)
+  t.ok(timersSet(cmds).length > 0 || client(cmds).length > 0, 'a watchdog is armed (or the client is told) for the response holding the slot')
+})
+
+// ── InjectAgentMessage behaviours ───────────────────────────────────────────────
+
+t.test('InjectAgentMessage: said at once when idle', async (t) => {
+  const d = ready()
+  const cmds = d.feed({ type: 'injectAgent', message: 'Hi there', behavior: 'refuse' })
+  const [create] = upstream(cmds, 'response.create')
+  t.equal(responseOf(create!).instructions, sayExactly('Hi there'))
+  t.same(responseOf(create!).metadata, { proxy_event_id: create!.event_id }, 'our creates carry their event id in metadata')
+})
+
+t.test('InjectAgentMessage: refused while the agent responds or a request is queued', async (t) => {
+  const d = responding()
+  const cmds = d.feed({ type: 'injectAgent', message: 'x', behavior: 'refuse' })
+  t.equal(client(cmds, 'InjectionRefused').length, 1)
+  t.same(upstream(cmds), [])
+  d.done('resp_1')
+  const pending = ready()
+  pending.feed({ type: 'injectAgent', message: 'first', behavior: 'queue' })
+  t.equal(client(pending.feed({ type: 'injectAgent', message: 'second', behavior: 'refuse' }), 'InjectionRefused').length, 1, 'a create in flight is busy too')
+})
+
+t.test('InjectAgentMessage: refused while the user speaks, accepted after speech_stopped', async (t) => {
+  const d = ready()
+  d.up({ type: 'input_audio_buffer.speech_started', audio_start_ms: 100, item_id: 'item_u' })
+  const refused = d.feed({ type: 'injectAgent', message: 'x', behavior: 'refuse' })
+  t.match(client(refused, 'InjectionRefused'), [{ message: /user is speaking/ }])
+  d.up({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: 900, item_id: 'item_u' })
+  t.equal(upstream(d.feed({ type: 'injectAgent', message: 'x', behavior: 'refuse' }), 'response.create').length, 1)
+})
+
+t.test('InjectAgentMessage: queue waits for the slot', async (t) => {
+  const d = responding()
+  const cmds = d.feed({ type: 'injectAgent', message: 'later', behavior: 'queue' })
+  t.same(client(cmds), [])
+  t.same(upstream(cmds), [])
+  t.equal(responseOf(upstream(d.done('resp_1'), 'response.create')[0]!).instructions, sayExactly('later'))
+})
+
+t.test('InjectAgentMessage: interrupt cancels the running response and goes first', async (t) => {
+  const d = responding()
+  d.feed({ type: 'injectAgent', message: 'queued before', behavior: 'queue' })
+  const cmds = d.feed({ type: 'injectAgent', message: 'urgent', behavior: 'interrupt' })
+  t.same(upstream(cmds).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_1']])
+  t.ok(d.busy, 'waits for the cancelled response\'s done')
+  const [next] = upstream(d.done('resp_1', 'cancelled'), 'response.create')
+  t.equal(responseOf(next!).instructions, sayExactly('urgent'))
+})
+
+t.test('InjectAgentMessage: interrupt before response.created cancels that response when it exists', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'first', behavior: 'queue' })
+  d.feed({ type: 'injectAgent', message: 'urgent', behavior: 'interrupt' })
+  t.same(upstream(d.created('resp_1')).map((e) => e.type), ['response.cancel'])
+  t.equal(responseOf(upstream(d.done('resp_1', 'cancelled'), 'response.create')[0]!).instructions, sayExactly('urgent'))
+})
+
+// ── Server VAD ──────────────────────────────────────────────────────────────────
+
+t.test('server VAD: response.created with metadata null occupies the slot and is not our pending create', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
+  const create = d.lastCreate()
+  const cmds = d.created('resp_vad', null)
+  t.notOk(cmds.some((c) => c.kind === 'clearTimer' && c.name === `create:${create}`), 'our create watchdog stays armed')
+  t.equal(d.state.inflightCreate?.eventId, create)
+  t.equal(activeResponseId(d.state), 'resp_vad')
+  d.done('resp_vad')
+  t.ok(d.busy, 'our create is still in flight')
+  d.created('resp_mine', create)
+  t.equal(activeResponseId(d.state), 'resp_mine')
+  d.done('resp_mine')
+  t.notOk(d.busy)
+})
+
+t.test('server VAD: a cancel reaches server responses too', async (t) => {
+  const d = ready()
+  d.created('resp_vad', null)
+  t.same(upstream(d.feed({ type: 'cancel' })).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_vad']])
+})
+
+// ── Purity and determinism ──────────────────────────────────────────────────────
+
+function scenario (): Input[] {
+  return [
+    { type: 'injectUser', content: 'early' },
+    { type: 'settings', fields: { instructions: 'x', voice: 'alloy' }, context: [userText('c')], greeting: 'Hi' },
+    { type: 'upstream', event: { type: 'session.updated', event_id: 's1' } },
+    { type: 'upstream', event: { type: 'response.created', event_id: 's2', response: { id: 'r1', metadata: { proxy_event_id: 't_ev4' } } } },
+    { type: 'configure', fields: { instructions: 'y' }, ack: 'PromptUpdated' },
+    { type: 'upstream', event: { type: 'response.function_call_arguments.done', event_id: 's3', response_id: 'r1', call_id: 'c1', name: 'f', arguments: '{}' } },
+    { type: 'functionResult', callId: 'c1', output: 'ok' },
+    { type: 'cancel' },
+    { type: 'upstream', event: { type: 'response.done', event_id: 's4', response: { id: 'r1', status: 'cancelled' } } },
+    { type: 'upstream', event: { type: 'session.updated', event_id: 's5' } },
+    { type: 'timer', name: 'create:t_ev12' },
+    { type: 'injectAgent', message: 'm', behavior: 'interrupt' },
+    { type: 'upstreamClosed' }
+  ]
+}
+
+function deepFreeze<T> (value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner)
+    Object.freeze(value)
+  }
+  return value
+}
+
+t.test('determinism: the same inputs in the same order give the same outputs', async (t) => {
+  const run = (): Command[][] => {
+    let state = initialState({ idPrefix: 't_' })
+    return scenario().map((input, i) => {
+      const [next, cmds] = step(state, { ...input, at: i * 100 } as EngineInput)
+      state = next
+      return cmds
+    })
+  }
+  const a = run()
+  t.same(run(), a)
+  t.ok(a.flat().length > 10)
+})
+
+t.test('step does not mutate its input state', async (t) => {
+  let state = initialState({ idPrefix: 't_' })
+  for (const [i, input] of scenario().entries()) {
+    const before = structuredClone(state)
+    deepFreeze(state)
+    const [next] = step(state, { ...input, at: i * 100 } as EngineInput)
+    t.same(state, before, `unchanged by ${input.type}`)
+    state = next
+  }
+})
