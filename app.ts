@@ -3,7 +3,7 @@
 // load balancer relies on.
 
 import { randomUUID } from 'node:crypto'
-import Fastify from 'fastify'
+import Fastify, { LogController } from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { ProxyConfig } from './lib/config.js'
@@ -46,7 +46,12 @@ export interface ProxyApp {
 export async function buildApp (options: AppOptions): Promise<ProxyApp> {
   const { config } = options
   const instanceId = options.instanceId ?? randomUUID()
-  const app = Fastify({ loggerInstance: options.logger as FastifyBaseLogger, disableRequestLogging: true, forceCloseConnections: true })
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    // Probes and scrapes would drown the session logs; sessions log their own lines.
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: true
+  })
   const sessions = new SessionRegistry()
   const metrics = createMetrics(sessions)
   let lifecycle: Lifecycle = 'starting'

@@ -168,7 +168,7 @@ t.test('every route the admin plugin registers is documented, and nothing else',
   t.same(routes.toSorted(), documented.filter((route) => route !== `get ${WEBSOCKET_PATH}`).toSorted())
   t.ok(documented.includes(`get ${WEBSOCKET_PATH}`), 'the WebSocket endpoint is documented too')
   const converse = doc.paths[WEBSOCKET_PATH]?.get as Operation
-  t.same(Object.keys(converse.responses).toSorted(), ['101', '401', '503'])
+  t.same(Object.keys(converse.responses).toSorted(), ['101', '401', '403', '503'])
 })
 
 t.test('real responses match the document', async (t) => {

@@ -21,7 +21,7 @@ export class FakeSession implements LiveSession {
   events: TimelineEvent[] = [
     { at: '2025-01-01T00:00:00.000Z', direction: 'client->proxy', type: 'Settings' },
     { at: '2025-01-01T00:00:00.010Z', direction: 'proxy->upstream', type: 'session.update', eventId: 'evt_1' },
-    { at: '2025-01-01T00:00:01.000Z', direction: 'client->proxy', type: 'binary', bytes: 640 },
+    { at: '2025-01-01T00:00:01.000Z', direction: 'client->proxy', type: 'binary', bytes: 1920, frames: 3 },
     { at: '2025-01-01T00:00:02.000Z', direction: 'upstream->proxy', type: 'response.done', responseId: 'resp_1', itemId: 'item_1' },
     { at: '2025-01-01T00:00:02.100Z', direction: 'proxy->client', type: 'Error', code: 'X' }
   ]
