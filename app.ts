@@ -12,9 +12,11 @@ import { createMetrics } from './lib/metrics.js'
 import type { ProxyMetrics } from './lib/metrics.js'
 import { SessionRegistry } from './lib/registry.js'
 import admin from './plugins/admin.js'
-import realtime from './plugins/realtime.js'
+import realtime, { refuseUpgrades } from './plugins/realtime.js'
 
-const DRAINING_BODY = JSON.stringify({ statusCode: 503, code: 'DRAINING', message: 'This instance is draining; connect to another one.' })
+/** What a client still connected when the drain deadline passes sees. */
+export const DRAIN_CLOSE_CODE = 1012
+export const DRAIN_CLOSE_REASON = 'server restarting: reconnect'
 
 export interface AppOptions {
   config: ProxyConfig
@@ -74,6 +76,10 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
     maxUpstreamFrameBytes: config.maxUpstreamFrameBytes,
     maxPendingAudioBytes: config.maxPendingAudioBytes,
     upstreamConnectTimeoutMs: config.upstreamConnectTimeoutMs,
+    maxClientBufferedBytes: config.maxClientBufferedBytes,
+    slowClientTimeoutMs: config.slowClientTimeoutMs,
+    maxClientMessagesPerSecond: config.maxClientMessagesPerSecond,
+    upstreamPingIntervalMs: config.upstreamPingIntervalMs,
     ...(options.engine === undefined ? {} : { engine: options.engine }),
     sessions,
     metrics,
@@ -93,17 +99,13 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
       if (lifecycle === 'draining') return
       lifecycle = 'draining'
       // An upgrade arriving mid-drain must be answered and destroyed, or close() hangs.
-      app.server.removeAllListeners('upgrade')
-      app.server.on('upgrade', (_request, socket) => {
-        socket.end(`HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(DRAINING_BODY)}\r\n\r\n${DRAINING_BODY}`)
-        socket.destroy()
-      })
+      refuseUpgrades(app.server, 'DRAINING', 'This instance is draining; connect to another one.')
       app.log.info({ sessions: sessions.size, deadlineMs }, 'draining')
       const deadline = Date.now() + deadlineMs
       while (Date.now() < deadline && [...sessions].some((s) => s.summary().responseInProgress)) {
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
-      for (const session of sessions) session.close(1012, 'server restarting: reconnect')
+      for (const session of sessions) session.close(DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON)
       await app.close()
     }
   }

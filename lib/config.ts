@@ -19,6 +19,14 @@ export interface ProxyConfig {
   maxUpstreamFrameBytes: number
   /** Audio held before the session is configured, bytes. */
   maxPendingAudioBytes: number
+  /** Agent audio waiting in a slow client's send buffer beyond which new audio is dropped, bytes. */
+  maxClientBufferedBytes: number
+  /** How long a client may stay over `maxClientBufferedBytes` before it is closed, ms. */
+  slowClientTimeoutMs: number
+  /** Text messages per second a client may send before it is closed as a flood; 0 = no limit. */
+  maxClientMessagesPerSecond: number
+  /** Upstream ping period, ms; an upstream that misses one pong is closed. 0 = no pings. */
+  upstreamPingIntervalMs: number
   /** Upstream WebSocket handshake timeout, ms. */
   upstreamConnectTimeoutMs: number
   /** Drain deadline on SIGTERM, ms. */
@@ -50,6 +58,10 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     maxClientFrameBytes: integer(env, 'MAX_CLIENT_FRAME_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     maxUpstreamFrameBytes: integer(env, 'MAX_UPSTREAM_FRAME_BYTES', 64 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
     maxPendingAudioBytes: integer(env, 'MAX_PENDING_AUDIO_BYTES', 2 * 1024 * 1024, 0, 256 * 1024 * 1024),
+    maxClientBufferedBytes: integer(env, 'MAX_CLIENT_BUFFERED_BYTES', 4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
+    slowClientTimeoutMs: integer(env, 'SLOW_CLIENT_TIMEOUT_MS', 10_000, 0, 3_600_000),
+    maxClientMessagesPerSecond: integer(env, 'MAX_CLIENT_MESSAGES_PER_SECOND', 100, 0, 1_000_000),
+    upstreamPingIntervalMs: integer(env, 'UPSTREAM_PING_INTERVAL_MS', 15_000, 0, 3_600_000),
     upstreamConnectTimeoutMs: integer(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 25_000, 0, 3_600_000),
     allowedOrigins: list(env.ALLOWED_ORIGINS)

@@ -238,6 +238,11 @@ class Machine {
     this.s.phase = 'configuring'
     this.s.desired = { ...input.fields }
     this.sendUpdate(input.fields, ['SettingsApplied'])
+    // Changes held before Settings apply on top of it now, in the order they came;
+    // everything else waits for ready.
+    const held = this.s.held
+    this.s.held = held.filter((h) => h.type !== 'configure')
+    for (const change of held) if (change.type === 'configure') this.handle(change)
     // Context and greeting wait for the first session.updated (no items before it).
     this.s.setup = input.greeting === undefined ? { context: input.context } : { context: input.context, greeting: input.greeting }
   }
@@ -368,7 +373,7 @@ class Machine {
       str(obj(response, 'metadata'), 'proxy_event_id') === inflight.eventId)
     if (this.s.open.some((r) => r.id === id)) return
     // A response we were told runs (conflict) now has a name.
-    this.s.open = this.s.open.filter((r) => !r.placeholder)
+    this.dropPlaceholder()
     const entry: OpenResponse = { id, ours, cancelRequested: false, placeholder: false }
     this.s.open.push(entry)
     this.setTimer(`response:${id}`, this.s.options.responseMaxMs)
@@ -390,9 +395,7 @@ class Machine {
       this.clearTimer(`response:${id}`)
       this.clearTimer(`cancel:${id}`)
     } else {
-      const placeholder = this.s.open.findIndex((r) => r.placeholder)
-      if (placeholder >= 0) this.s.open.splice(placeholder, 1)
-      else this.log('debug', 'response.done for an unknown response', { responseId: id })
+      if (!this.dropPlaceholder()) this.log('debug', 'response.done for an unknown response', { responseId: id })
       // If our create was never confirmed, this done may be its (late) end: its id was
       // never seen, so nothing else will free it.
     }
@@ -431,9 +434,14 @@ class Machine {
       if (code === 'conversation_already_has_active_response') {
         this.log('warn', 'response.create rejected: another response is active; retrying after it ends', { errorCode: code })
         for (const response of this.s.open) response.ours = false
-        if (this.s.open.length === 0) this.s.open.push({ id: `unknown:${eventId}`, ours: false, cancelRequested: false, placeholder: true })
+        if (this.s.open.length === 0) {
+          // The running response is unseen: hold the slot for it, under the same watchdog.
+          const id = `unknown:${eventId}`
+          this.s.open.push({ id, ours: false, cancelRequested: false, placeholder: true })
+          this.setTimer(`response:${id}`, this.s.options.responseMaxMs)
+        }
         if (request.retries < this.s.options.maxCreateRetries) {
-          this.s.queue.unshift({ ...request, retries: request.retries + 1 })
+          this.requeueFirst(request)
           return
         }
       }
@@ -540,8 +548,9 @@ class Machine {
         this.log('warn', 'response still running at its deadline: cancelling', { responseId: key })
         if (!response.cancelRequested) {
           response.cancelRequested = true
-          const eventId = this.send({ type: 'response.cancel', response_id: key })
-          this.remember(eventId, { kind: 'cancel', responseId: key })
+          // An unseen response has no id to name: a bare cancel targets whatever is active.
+          const eventId = this.send(response.placeholder ? { type: 'response.cancel' } : { type: 'response.cancel', response_id: key })
+          this.remember(eventId, { kind: 'cancel', responseId: response.placeholder ? null : key })
         }
         this.setTimer(`cancel:${key}`, this.s.options.cancelGraceMs)
         return
@@ -604,6 +613,29 @@ class Machine {
     const eventId = this.send({ type: 'session.update', session: sessionPayload(fields) })
     this.s.inflightUpdate = { eventId, fields, acks }
     this.setTimer(`update:${eventId}`, this.s.options.updateAckMs)
+  }
+
+  /** Removes the stand-in for an unseen response (and its timers); true if there was one. */
+  private dropPlaceholder (): boolean {
+    const index = this.s.open.findIndex((r) => r.placeholder)
+    if (index < 0) return false
+    const [placeholder] = this.s.open.splice(index, 1)
+    this.clearTimer(`response:${placeholder?.id ?? ''}`)
+    this.clearTimer(`cancel:${placeholder?.id ?? ''}`)
+    return true
+  }
+
+  /** A refused request goes first again; a bare one absorbs bare follow-ups queued meanwhile. */
+  private requeueFirst (request: ResponseRequest): void {
+    const retry = { ...request, retries: request.retries + 1 }
+    if (retry.instructions === undefined) {
+      const index = this.s.queue.findIndex((r) => r.instructions === undefined)
+      if (index >= 0) {
+        const [bare] = this.s.queue.splice(index, 1)
+        retry.reasons = [...retry.reasons, ...(bare?.reasons ?? [])]
+      }
+    }
+    this.s.queue.unshift(retry)
   }
 
   private enqueueBare (reason: string, at: number): void {

@@ -36,7 +36,7 @@ export function planSettings (settings: SettingsMessage): SessionPlan {
   const input = audioFormat(audio.input, 'input')
   const output = audioFormat(audio.output, 'output')
   const warnings: ServerMessage[] = []
-  const think = isObject(agent.think) ? agent.think : {}
+  const think = firstProvider(agent.think, warnings, 'think') ?? {}
   const fields: SessionFields = {
     outputModalities: ['audio'],
     inputFormat: input.upstream,
@@ -46,7 +46,7 @@ export function planSettings (settings: SettingsMessage): SessionPlan {
     instructions: typeof think.prompt === 'string' ? think.prompt : '',
     tools: tools(think.functions, warnings)
   }
-  const voice = speakVoice(agent.speak)
+  const voice = speakVoice(agent.speak, warnings)
   if (voice !== undefined) fields.voice = voice
   const plan: SessionPlan = {
     fields,
@@ -61,10 +61,10 @@ export function planSettings (settings: SettingsMessage): SessionPlan {
 
 /** UpdateThink: new prompt and/or functions. */
 export function thinkFields (think: unknown): { fields: SessionFields, warnings: ServerMessage[] } {
-  if (!isObject(think)) throw new SettingsError(ErrorCode.unparsable, 'UpdateThink needs a "think" object.')
   const warnings: ServerMessage[] = []
+  const settings = firstProvider(think as ThinkSettings | ThinkSettings[], warnings, 'think')
+  if (settings === undefined) throw new SettingsError(ErrorCode.unparsable, 'UpdateThink needs a "think" object.')
   const fields: SessionFields = {}
-  const settings = think as ThinkSettings
   if (typeof settings.prompt === 'string') fields.instructions = settings.prompt
   if (settings.functions !== undefined) fields.tools = tools(settings.functions, warnings)
   return { fields, warnings }
@@ -86,8 +86,17 @@ function audioFormat (spec: unknown, direction: 'input' | 'output'): ReturnType<
   }
 }
 
-function speakVoice (speak: SpeakSettings | SpeakSettings[] | undefined): string | undefined {
-  const first = Array.isArray(speak) ? speak[0] : speak
+/** Deepgram accepts a list of fallback providers; the proxy uses the first. */
+function firstProvider<T> (value: T | T[] | undefined, warnings: ServerMessage[] | undefined, what: string): T | undefined {
+  if (!Array.isArray(value)) return isObject(value) ? value : undefined
+  if (value.length > 1 && warnings !== undefined) {
+    warnings.push({ type: 'Warning', code: WarningCode.settingsIgnored, description: `agent.${what} lists ${value.length} providers; this proxy uses the first and ignores the fallbacks.` })
+  }
+  return value.find(isObject) as T | undefined
+}
+
+function speakVoice (speak: SpeakSettings | SpeakSettings[] | undefined, warnings?: ServerMessage[]): string | undefined {
+  const first = firstProvider(speak, warnings, 'speak')
   const provider = first?.provider
   if (!isObject(provider)) return undefined
   for (const key of ['voice', 'model']) {

@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import type { RawData } from 'ws'
 import { InputAudioConverter, OutputAudioConverter } from './audio.js'
+import type { ClientAudioFormat } from './audio.js'
 import type { Command, EngineInput, EngineOptions, EngineState, InjectBehavior } from './engine.js'
 import { activeResponseId, initialState, pendingCounts, responseInProgress, step } from './engine.js'
 import { SettingsError, planSettings, speakFields, thinkFields, isObject } from './mapping.js'
@@ -33,6 +34,12 @@ export interface SessionOptions {
   upstreamConnectTimeoutMs: number
   /** Agent audio is dropped while this many bytes wait for a slow client… */
   maxClientBufferedBytes?: number
+  /** …and the client is closed once it has stayed that slow this long, ms. */
+  slowClientTimeoutMs?: number
+  /** Text messages a client may send per second; beyond, Error and close (a flood). */
+  maxClientMessagesPerSecond?: number
+  /** Upstream ping period, ms; an upstream that has not answered the previous ping is dead. 0 = off. */
+  upstreamPingIntervalMs?: number
   engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
   /** Called once, after both legs are closed. */
   onClosed: (session: Session) => void
@@ -42,6 +49,8 @@ const TIMELINE_SIZE = 200
 const ASSISTANT_TEXT_MEMORY = 64
 const AUDIO_DELTA_TYPE = 'response.output_audio.delta'
 const APPEND_TYPE = 'input_audio_buffer.append'
+/** How long a closing leg may take to answer our close frame before its socket is destroyed (ws reads `closeTimeout`, 8.23+). */
+export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5000
 
 /** Close codes towards the client, by what ended the session. */
 export const CloseCode = {
@@ -72,15 +81,27 @@ export class Session implements LiveSession {
   #warnedHeldAudio = false
   #input: InputAudioConverter | undefined
   #output: OutputAudioConverter | undefined
+  /** What the converters were built for: a later Settings keeps a converter (its carried byte, its filter state) unless its format changed. */
+  #inputFormat: ClientAudioFormat | undefined
+  #outputFormat: ClientAudioFormat | undefined
   #appendSeq = 0
   #closing = false
   #finished = false
+  // Flood limit: text messages counted per one-second window.
+  #messageWindowStart = 0
+  #messagesInWindow = 0
+  /** When the client's send buffer went over the limit; undefined while it is not. */
+  #slowSince: number | undefined
+  #pingTimer: NodeJS.Timeout | undefined
+  #awaitingPong = false
   // Per-response bookkeeping for AgentStartedSpeaking / barge-in.
   #turnAnchor = 0
   #createdAt = new Map<string, number>()
   #speakingResponse: string | null = null
   #mutedResponse: string | null = null
   #assistantTextItems: string[] = []
+  /** Items responses produced; other assistant items (the client's context) are not the agent speaking now. */
+  #responseItems: string[] = []
   readonly #counts = {
     upstreamSent: {} as TypeCounts,
     upstreamReceived: {} as TypeCounts,
@@ -89,15 +110,22 @@ export class Session implements LiveSession {
   }
 
   readonly #timeline: TimelineEvent[] = []
+  readonly #audioRun = new Map<string, TimelineEvent>()
 
   constructor (options: SessionOptions) {
     this.#o = options
     this.#client = options.client
     this.#log = options.logger.child({ sessionId: this.id })
     this.#engine = initialState({ ...options.engine, idPrefix: `${this.id.slice(0, 8)}_` })
-    this.#client.on('message', (data, isBinary) => this.#onClientFrame(data, isBinary))
+    this.#client.on('message', (data, isBinary) => {
+      try {
+        this.#onClientFrame(data, isBinary)
+      } catch (error) {
+        this.#internalError(error)
+      }
+    })
     this.#client.on('close', (code, reason) => this.#onClientClose(code, reason.toString()))
-    this.#client.on('error', (error) => this.#log.warn({ err: error }, 'client socket error'))
+    this.#client.on('error', (error) => this.#onClientError(error))
     this.#sendClient({ type: 'Welcome', request_id: this.id })
     this.#connectUpstream()
   }
@@ -138,6 +166,7 @@ export class Session implements LiveSession {
       this.#onClientAudio(chunk)
       return
     }
+    if (this.#flooding()) return
     let message: unknown
     try {
       message = JSON.parse(data.toString())
@@ -204,8 +233,14 @@ export class Session implements LiveSession {
   #onSettings (settings: SettingsMessage, at: number): void {
     const plan = planSettings(settings)
     for (const warning of plan.warnings) this.#sendClient(warning)
-    this.#input = new InputAudioConverter(plan.input)
-    this.#output = new OutputAudioConverter(plan.output)
+    if (!sameFormat(this.#inputFormat, plan.input)) {
+      this.#inputFormat = plan.input
+      this.#input = new InputAudioConverter(plan.input)
+    }
+    if (!sameFormat(this.#outputFormat, plan.output)) {
+      this.#outputFormat = plan.output
+      this.#output = new OutputAudioConverter(plan.output)
+    }
     const first = this.#engine.phase === 'awaiting_settings'
     if (first) this.#turnAnchor = at
     this.#feed(plan.greeting === undefined
@@ -243,6 +278,7 @@ export class Session implements LiveSession {
     if (audio === '') return
     // Built by concatenation: base64 never needs JSON escaping.
     this.#sendUpstreamRaw('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.options.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}', APPEND_TYPE)
+    this.#record('proxy->upstream', APPEND_TYPE, { bytes: chunk.length })
   }
 
   #flushHeldAudio (): void {
@@ -261,7 +297,8 @@ export class Session implements LiveSession {
       headers,
       maxPayload: this.#o.maxUpstreamFrameBytes,
       handshakeTimeout: this.#o.upstreamConnectTimeoutMs,
-      perMessageDeflate: false
+      perMessageDeflate: false,
+      ...{ closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS } // not in @types/ws 8.18
     })
     this.#upstream = upstream
     upstream.on('open', () => {
@@ -270,20 +307,38 @@ export class Session implements LiveSession {
       this.#outbox = []
       for (const text of outbox) upstream.send(text)
       if (this.#engine.phase === 'ready') this.#flushHeldAudio()
+      this.#startPing(upstream)
     })
-    upstream.on('message', (data, isBinary) => this.#onUpstreamFrame(data, isBinary))
+    upstream.on('message', (data, isBinary) => {
+      try {
+        this.#onUpstreamFrame(data, isBinary)
+      } catch (error) {
+        this.#internalError(error)
+      }
+    })
     upstream.on('unexpected-response', (_req, res) => {
       const status = res.statusCode ?? 0
       res.resume()
       const [code, clientCode] = status === 401 || status === 403
         ? ['UPSTREAM_UNAUTHORIZED', CloseCode.internal]
-        : status === 429 ? ['UPSTREAM_RATE_LIMITED', CloseCode.tryAgainLater] : [ErrorCode.upstreamUnavailable, CloseCode.internal]
+        : status === 429
+          ? ['UPSTREAM_RATE_LIMITED', CloseCode.tryAgainLater]
+          : [ErrorCode.upstreamUnavailable, status >= 500 ? CloseCode.tryAgainLater : CloseCode.internal]
       this.#upstreamFailed(code, `The upstream refused the connection (HTTP ${status}).`, clientCode, `upstream refused (HTTP ${status})`)
       upstream.terminate()
     })
     upstream.on('error', (error) => {
       if (this.#upstreamState !== 'connecting') {
-        this.#log.warn({ err: error }, 'upstream socket error')
+        const wsCode = (error as Error & { code?: string }).code ?? ''
+        if (!wsCode.startsWith('WS_ERR_')) {
+          this.#log.warn({ err: error }, 'upstream socket error')
+          return
+        }
+        // A protocol fault (an oversized or invalid frame): say so, and do not wait for a close handshake.
+        this.#upstreamFailed('UPSTREAM_PROTOCOL_ERROR', wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+          ? `The upstream sent a frame larger than ${this.#o.maxUpstreamFrameBytes} bytes (MAX_UPSTREAM_FRAME_BYTES).`
+          : `The upstream sent an invalid WebSocket frame (${error.message}).`, CloseCode.internal, 'upstream protocol error')
+        upstream.terminate()
         return
       }
       const timedOut = /timed out/i.test(error.message)
@@ -389,6 +444,9 @@ export class Session implements LiveSession {
       case 'response.output_text.done':
         this.#assistantText(str(event, 'item_id'), str(event, 'text'))
         break
+      case 'response.output_item.added':
+        remember(this.#responseItems, str(obj(event, 'item'), 'id'))
+        break
       case 'conversation.item.done':
         this.#assistantItemDone(obj(event, 'item'))
         break
@@ -410,6 +468,7 @@ export class Session implements LiveSession {
 
   #onAgentAudio (responseId: string, delta: string): void {
     this.#count(this.#counts.upstreamReceived, AUDIO_DELTA_TYPE)
+    this.#record('upstream->proxy', AUDIO_DELTA_TYPE, { bytes: (delta.length * 3) >>> 2, responseId })
     if (responseId === this.#mutedResponse || this.#output === undefined) return
     if (this.#speakingResponse !== responseId) {
       this.#speakingResponse = responseId
@@ -427,9 +486,7 @@ export class Session implements LiveSession {
     }
     const audio = this.#output.push(delta)
     if (audio.length === 0) return
-    const limit = this.#o.maxClientBufferedBytes ?? 4 * 1024 * 1024
-    if (this.#client.bufferedAmount > limit) {
-      // A slow reader must not grow memory without bound: drop, and say so in metrics.
+    if (this.#clientBackedUp()) {
       this.#o.metrics.droppedFrames('slow_client')
       this.#record('proxy->client', 'binary_dropped', { bytes: audio.length })
       return
@@ -442,16 +499,14 @@ export class Session implements LiveSession {
   /** ConversationText for the assistant, once per item. */
   #assistantText (itemId: string | undefined, text: string | undefined): void {
     if (text === undefined || text === '') return
-    if (itemId !== undefined) {
-      if (this.#assistantTextItems.includes(itemId)) return
-      this.#assistantTextItems.push(itemId)
-      if (this.#assistantTextItems.length > ASSISTANT_TEXT_MEMORY) this.#assistantTextItems.shift()
-    }
+    if (itemId !== undefined && this.#assistantTextItems.includes(itemId)) return
+    remember(this.#assistantTextItems, itemId)
     this.#sendClient({ type: 'ConversationText', role: 'assistant', content: text })
   }
 
   #assistantItemDone (item: Record<string, unknown> | undefined): void {
     if (str(item, 'role') !== 'assistant' || !Array.isArray(item?.content)) return
+    if (!this.#responseItems.includes(str(item, 'id') ?? '')) return
     const text = (item.content as unknown[]).map((part) => str(part, 'transcript') ?? str(part, 'text') ?? '').join('')
     this.#assistantText(str(item, 'id'), text)
   }
@@ -478,7 +533,11 @@ export class Session implements LiveSession {
         clearTimeout(this.#timers.get(command.name))
         const timer = setTimeout(() => {
           this.#timers.delete(command.name)
-          if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), name: command.name })
+          try {
+            if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), name: command.name })
+          } catch (error) {
+            this.#internalError(error)
+          }
         }, command.ms)
         timer.unref()
         this.#timers.set(command.name, timer)
@@ -528,23 +587,103 @@ export class Session implements LiveSession {
     counts[type] = (counts[type] ?? 0) + 1
   }
 
-  /** Bounded timeline; consecutive audio frames fold into one entry with a count. */
+  /**
+   * Bounded timeline. Audio frames (entries with `bytes`) fold into one entry per
+   * direction and type until a protocol event comes between them.
+   */
   #record (direction: EventDirection, type: string, extra?: Partial<TimelineEvent>): void {
-    const last = this.#timeline[this.#timeline.length - 1]
-    if (extra?.bytes !== undefined && last !== undefined && last.direction === direction && last.type === type) {
-      last.bytes = (last.bytes ?? 0) + extra.bytes
-      last.frames = (last.frames ?? 1) + 1
-      last.at = new Date().toISOString()
+    const audio = extra?.bytes !== undefined
+    const key = direction + type
+    const run = audio ? this.#audioRun.get(key) : undefined
+    if (run !== undefined) {
+      run.bytes = (run.bytes ?? 0) + (extra?.bytes ?? 0)
+      run.frames = (run.frames ?? 1) + 1
+      run.at = new Date().toISOString()
       return
     }
+    if (!audio) this.#audioRun.clear()
     const event: TimelineEvent = { at: new Date().toISOString(), direction, type }
     if (extra !== undefined) {
-      for (const [key, value] of Object.entries(extra)) {
-        if (value !== undefined) (event as unknown as Record<string, unknown>)[key] = value
+      for (const [name, value] of Object.entries(extra)) {
+        if (value !== undefined) (event as unknown as Record<string, unknown>)[name] = value
       }
     }
+    if (audio) this.#audioRun.set(key, event)
     this.#timeline.push(event)
     if (this.#timeline.length > TIMELINE_SIZE) this.#timeline.shift()
+  }
+
+  // ── limits and faults ───────────────────────────────────────────────────────
+
+  /** A client sending more text messages per second than allowed is flooding: Error, then close. */
+  #flooding (): boolean {
+    const limit = this.#o.maxClientMessagesPerSecond ?? 0
+    if (limit <= 0) return false
+    const now = performance.now()
+    if (now - this.#messageWindowStart >= 1000) {
+      this.#messageWindowStart = now
+      this.#messagesInWindow = 0
+    }
+    if (++this.#messagesInWindow <= limit) return false
+    this.#sendClient({ type: 'Error', code: 'CLIENT_MESSAGE_RATE_EXCEEDED', description: `More than ${limit} text messages in one second; the session was closed. Send audio as binary frames (they do not count).` })
+    this.#shutdown(CloseCode.policy, 'message rate limit exceeded')
+    return true
+  }
+
+  /**
+   * A slow reader must not grow memory without bound: while more than the limit waits in
+   * its send buffer, agent audio is dropped (counted in metrics); once it has stayed that
+   * slow for too long, it is closed.
+   */
+  #clientBackedUp (): boolean {
+    if (this.#client.bufferedAmount <= (this.#o.maxClientBufferedBytes ?? 4 * 1024 * 1024)) {
+      this.#slowSince = undefined
+      return false
+    }
+    const now = performance.now()
+    const slowForMs = this.#o.slowClientTimeoutMs ?? 10_000
+    if (this.#slowSince === undefined) this.#slowSince = now
+    else if (now - this.#slowSince > slowForMs && !this.#closing) {
+      this.#sendClient({ type: 'Error', code: 'CLIENT_TOO_SLOW', description: `The client did not read agent audio for more than ${slowForMs} ms; the session was closed.` })
+      this.#shutdown(CloseCode.policy, 'client too slow: agent audio backed up')
+    }
+    return true
+  }
+
+  /** Liveness: an upstream that stops answering pings (a dead path, a hung server) is given up. */
+  #startPing (upstream: WebSocket): void {
+    const everyMs = this.#o.upstreamPingIntervalMs ?? 0
+    if (everyMs <= 0 || this.#closing) return
+    upstream.on('pong', () => { this.#awaitingPong = false })
+    this.#pingTimer = setInterval(() => {
+      if (this.#awaitingPong) {
+        this.#upstreamFailed('UPSTREAM_UNRESPONSIVE', `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, CloseCode.internal, 'upstream unresponsive')
+        upstream.terminate()
+        return
+      }
+      this.#awaitingPong = true
+      upstream.ping()
+    }, everyMs)
+    this.#pingTimer.unref()
+  }
+
+  /** Oversized or malformed client frames: ws already closes with 1009/1002; count and log them. */
+  #onClientError (error: Error & { code?: string }): void {
+    if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.#o.metrics.droppedFrames('client_frame_too_large')
+    this.#log.warn({ err: error, errorCode: error.code }, 'client socket error')
+  }
+
+  /** A bug must end this session only, never the process or other sessions. */
+  #internalError (error: unknown): void {
+    this.#log.error({ err: error }, 'internal error; closing the session')
+    if (this.#closing) return
+    this.#sendClient({ type: 'Error', code: ErrorCode.internal, description: 'The proxy failed while handling this session and closed it. Reconnect to start a new session.' })
+    try {
+      this.#shutdown(CloseCode.internal, 'internal error')
+    } catch {
+      this.#client.terminate()
+      this.#upstream?.terminate()
+    }
   }
 
   // ── shutdown ────────────────────────────────────────────────────────────────
@@ -561,6 +700,7 @@ export class Session implements LiveSession {
       this.#feed({ type: 'upstreamClosed', at: performance.now() })
       for (const timer of this.#timers.values()) clearTimeout(timer)
       this.#timers.clear()
+      clearInterval(this.#pingTimer)
       this.#heldAudio = []
       this.#outbox = []
       const upstream = this.#upstream
@@ -581,8 +721,19 @@ export class Session implements LiveSession {
   }
 }
 
+function sameFormat (current: ClientAudioFormat | undefined, next: ClientAudioFormat): boolean {
+  return current !== undefined && current.encoding === next.encoding && current.sampleRate === next.sampleRate
+}
+
 function injectBehavior (value: unknown): InjectBehavior {
   return value === 'queue' || value === 'interrupt' ? value : 'refuse'
+}
+
+/** Adds an id to a bounded memory of the last ASSISTANT_TEXT_MEMORY ids. */
+function remember (ids: string[], id: string | undefined): void {
+  if (id === undefined || ids.includes(id)) return
+  ids.push(id)
+  if (ids.length > ASSISTANT_TEXT_MEMORY) ids.shift()
 }
 
 function toBuffer (data: RawData): Buffer {

@@ -7,7 +7,7 @@
 // upgrade (HTTP 401/403/503), so a refused client never gets a WebSocket.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import websocket from '@fastify/websocket'
 import type { Logger } from 'pino'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
@@ -15,7 +15,7 @@ import type { EngineOptions } from '../lib/engine.js'
 import { createMetrics } from '../lib/metrics.js'
 import type { ProxyMetrics } from '../lib/metrics.js'
 import { SessionRegistry } from '../lib/registry.js'
-import { Session } from '../lib/session.js'
+import { CLOSE_HANDSHAKE_TIMEOUT_MS, Session } from '../lib/session.js'
 import { traceContextFrom } from '../lib/telemetry.js'
 
 export const CONVERSE_PATH = '/v1/agent/converse'
@@ -35,7 +35,14 @@ export interface RealtimeOptions {
   maxUpstreamFrameBytes?: number
   maxPendingAudioBytes?: number
   upstreamConnectTimeoutMs?: number
+  /** Agent audio is dropped while a slow client has this much waiting… */
   maxClientBufferedBytes?: number
+  /** …and the client is closed once it has stayed that slow this long, ms. */
+  slowClientTimeoutMs?: number
+  /** Text messages per second a client may send; beyond, it is closed. 0 = no limit. */
+  maxClientMessagesPerSecond?: number
+  /** Upstream ping period, ms (a missed pong ends the session). 0 = no pings. */
+  upstreamPingIntervalMs?: number
   engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
   /** Shared with the admin plugin; one is created when omitted. */
   sessions?: SessionRegistry
@@ -45,6 +52,10 @@ export interface RealtimeOptions {
 }
 
 const AUTH_SCHEMES = ['token', 'bearer']
+
+/** What a client sees when the server shuts down under it. */
+export const SHUTDOWN_CLOSE_CODE = 1001
+export const SHUTDOWN_CLOSE_REASON = 'server shutting down'
 
 const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) => {
   if (typeof options.upstreamUrl !== 'string' || !/^wss?:\/\//.test(options.upstreamUrl)) {
@@ -57,6 +68,24 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   const maxSessions = options.maxSessions ?? 1000
   const isAccepting = options.isAccepting ?? (() => true)
 
+  let lastSessionEnded: (() => void) | undefined
+
+  /**
+   * app.close(): refuse upgrades from now on (answered and destroyed, or close() would
+   * wait for them), close every session with a code and a reason (@fastify/websocket's
+   * default sends none: clients see 1005), and wait until both legs of each are closed;
+   * the close handshake timeout bounds that wait.
+   */
+  async function closeSessions (): Promise<void> {
+    refuseUpgrades(fastify.server, 'SHUTTING_DOWN', 'This instance is shutting down; connect to another one.')
+    for (const session of sessions) session.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON)
+    if (sessions.size === 0) return
+    await new Promise<void>((resolve) => {
+      lastSessionEnded = resolve
+      setTimeout(resolve, 2 * CLOSE_HANDSHAKE_TIMEOUT_MS).unref()
+    })
+  }
+
   if (!fastify.hasDecorator('websocketServer')) {
     await fastify.register(websocket, {
       options: {
@@ -64,14 +93,15 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
         perMessageDeflate: false,
         // Browsers authenticate with `Sec-WebSocket-Protocol: token, <key>`: select the
         // scheme, never the secret, or the browser aborts the handshake.
-        handleProtocols: (protocols: Set<string>) => AUTH_SCHEMES.find((scheme) => protocols.has(scheme)) ?? false
-      }
+        handleProtocols: (protocols: Set<string>) => AUTH_SCHEMES.find((scheme) => protocols.has(scheme)) ?? false,
+        ...{ closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS } // not in @types/ws 8.18
+      },
+      preClose: closeSessions
     })
+  } else {
+    // The host registered @fastify/websocket (and its preClose) itself.
+    fastify.addHook('preClose', closeSessions)
   }
-
-  fastify.addHook('onClose', async () => {
-    for (const session of sessions) session.close(1001, 'server shutting down')
-  })
 
   fastify.get(CONVERSE_PATH, {
     websocket: true,
@@ -95,11 +125,15 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       maxPendingAudioBytes: options.maxPendingAudioBytes ?? 2 * 1024 * 1024,
       upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
       ...(options.maxClientBufferedBytes === undefined ? {} : { maxClientBufferedBytes: options.maxClientBufferedBytes }),
+      ...(options.slowClientTimeoutMs === undefined ? {} : { slowClientTimeoutMs: options.slowClientTimeoutMs }),
+      ...(options.maxClientMessagesPerSecond === undefined ? {} : { maxClientMessagesPerSecond: options.maxClientMessagesPerSecond }),
+      ...(options.upstreamPingIntervalMs === undefined ? {} : { upstreamPingIntervalMs: options.upstreamPingIntervalMs }),
       ...(options.engine === undefined ? {} : { engine: options.engine }),
       onClosed: (closed) => {
         sessions.delete(closed.id)
         metrics.sessionEnded(closed.summary())
         request.log.info({ sessionId: closed.id }, 'session ended')
+        if (sessions.size === 0) lastSessionEnded?.()
       }
     })
     sessions.add(session)
@@ -121,6 +155,20 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
     }
     return undefined
   }
+}
+
+/**
+ * From now on, every upgrade on `server` is answered 503 and its socket destroyed. Fastify
+ * would answer 503 while closing but keep the socket, and server.close() would wait for it.
+ */
+export function refuseUpgrades (server: Server, code: string, message: string): void {
+  const body = JSON.stringify({ statusCode: 503, code, message })
+  const response = `HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  server.removeAllListeners('upgrade')
+  server.on('upgrade', (_request, socket) => {
+    socket.on('error', () => socket.destroy())
+    socket.end(response, () => socket.destroy())
+  })
 }
 
 /** The client's token, from the header, the subprotocol list or the query, in that order. */
@@ -150,4 +198,3 @@ function digest (value: string): Buffer {
 }
 
 export default realtime
-

@@ -43,7 +43,7 @@ export interface SettingsMessage {
     greeting?: unknown
     context?: { messages?: unknown }
     listen?: { provider?: Record<string, unknown> }
-    think?: ThinkSettings
+    think?: ThinkSettings | ThinkSettings[]
     speak?: SpeakSettings | SpeakSettings[]
   }
   [field: string]: unknown

@@ -10,6 +10,7 @@ import { loadConfig, withModel } from '../../lib/config.js'
 import type { EngineOptions } from '../../lib/engine.js'
 import { startSimulator } from '../../lib/simulator/index.js'
 import type { SimScript, Simulator } from '../../lib/simulator/index.js'
+import type { SimConnection, Violations } from '../../lib/simulator/index.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -160,4 +161,46 @@ export async function configuredClient (url: string, settings: Record<string, un
   client.send(settings)
   await client.next('SettingsApplied')
   return client
+}
+
+/** What a well-behaved proxy leaves in the simulator's violation counters. */
+export const NO_VIOLATIONS: Violations = {
+  activeResponseConflicts: 0,
+  sessionUpdateDuringResponse: 0,
+  beforeSessionUpdated: 0,
+  missingEventId: 0,
+  unknownEventType: 0,
+  invalidEvent: 0
+}
+
+/** Waits until the simulator has sent the proxy an event of `type` matching `predicate`; returns it. */
+export async function simSent (conn: SimConnection, type: string, predicate: (event: any) => boolean = () => true, timeoutMs = 5000): Promise<any> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const found = conn.sent.find((event) => event.type === type && predicate(event))
+    if (found !== undefined) return found
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the simulator to send ${type}; sent ${conn.sent.map((e) => e.type).join(', ')}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+/** Records, in arrival order, every frame the client gets: "binary" or the message type. */
+export function arrivals (client: TestClient): string[] {
+  const order: string[] = []
+  client.ws.on('message', (data: Buffer, isBinary) => {
+    order.push(isBinary ? 'binary' : (JSON.parse(data.toString()) as ClientMessage).type)
+  })
+  return order
+}
+
+/** Sends a message of an unknown type and waits for its Error: every earlier client message was processed by then. */
+export async function barrier (client: TestClient): Promise<void> {
+  const marker = `Barrier${client.messages.length}_${Math.random().toString(36).slice(2)}`
+  client.send({ type: marker })
+  await client.until(() => client.all('Error').some((m) => typeof m.description === 'string' && m.description.includes(marker)), `the Error answering ${marker}`)
+}
+
+/** Client Errors other than the answers to `barrier`. */
+export function errorsOf (client: TestClient): ClientMessage[] {
+  return client.all('Error').filter((m) => !(typeof m.description === 'string' && m.description.includes('"Barrier')))
 }

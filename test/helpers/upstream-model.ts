@@ -39,6 +39,8 @@ interface ModelResponse {
   metadata: unknown
   chunks: Draft[][]
   output: Array<Record<string, unknown>>
+  /** An output item announced (output_item.added) and not finished yet. */
+  partial: Record<string, unknown> | null
   fail: boolean
   createdDelivered: boolean
 }
@@ -68,6 +70,9 @@ export const defaultModelOptions: ModelOptions = {
 }
 
 const FUNCTION_NAMES = ['get_weather', 'get_time', 'book_table']
+
+/** Starts the `message` of every upstream error: clients must never see it. */
+export const UPSTREAM_MESSAGE_MARK = 'upstream-message-text:'
 
 /** A small deterministic PRNG (mulberry32), so a seed replays a run exactly. */
 export function prng (seed: number): Random {
@@ -102,7 +107,7 @@ export class UpstreamModel {
   /** call_id → response id, for every function call the model announced. */
   readonly callOwner = new Map<string, string>()
 
-  private readonly options: ModelOptions
+  readonly options: ModelOptions
   private seq = 0
   private active: ModelResponse | null = null
   private readonly responses = new Map<string, ModelResponse>()
@@ -286,8 +291,9 @@ export class UpstreamModel {
     return true
   }
 
+  /** The user starts speaking. Audio only flows once the session is configured (the proxy holds it until then). */
   speechStart (): void {
-    if (this.closed || this.speaking) return
+    if (this.closed || this.speaking || !this.configuredDelivered) return
     this.speaking = true
     this.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: this.seq * 20, item_id: this.nextId('item') })
     if (this.active !== null && this.chance(this.options.interruptP)) this.finish(this.active, 'cancelled')
@@ -339,6 +345,7 @@ export class UpstreamModel {
       metadata,
       chunks: withCalls ? this.callChunks(id) : this.speechChunks(id),
       output: [],
+      partial: null,
       fail: this.chance(this.options.failP),
       createdDelivered: false
     }
@@ -348,6 +355,9 @@ export class UpstreamModel {
   }
 
   private finish (response: ModelResponse, status: 'completed' | 'cancelled' | 'failed'): void {
+    // An item cut short is listed as "incomplete" (a function call with partial arguments).
+    if (response.partial !== null) response.output.push({ ...response.partial, status: 'incomplete' })
+    response.partial = null
     const done = this.snapshot(response, status)
     if (status === 'failed') done.status_details = { type: 'failed', error: { type: 'server_error', code: 'server_error' } }
     if (status === 'cancelled') done.status_details = { type: 'cancelled', reason: 'client_cancelled' }
@@ -404,7 +414,7 @@ export class UpstreamModel {
       const item = { id: itemId, object: 'realtime.item', type: 'function_call', status: 'completed', call_id: callId, name, arguments: args }
       const where = { response_id: responseId, item_id: itemId, output_index: index }
       chunks.push([
-        { type: 'response.output_item.added', ...where, item: { ...item, status: 'in_progress', arguments: '' } },
+        { type: 'response.output_item.added', ...where, item: { ...item, status: 'in_progress', arguments: args.slice(0, 5) } },
         { type: 'response.function_call_arguments.delta', ...where, call_id: callId, delta: args }
       ])
       chunks.push([
@@ -421,16 +431,18 @@ export class UpstreamModel {
     const event: ServerEvent = { ...draft, event_id: this.nextId('event') }
     if (event.type === 'response.output_audio.delta') this.audioSpoken = true
     if (event.type === 'response.function_call_arguments.done' && response !== undefined) this.callOwner.set(String(event.call_id), response.id)
+    if (event.type === 'response.output_item.added' && response !== undefined) response.partial = record(event.item) ?? null
     if (event.type === 'response.output_item.done' && response !== undefined) {
       const item = record(event.item)
       if (item !== undefined) response.output.push(item)
+      response.partial = null
     }
     this.outbox.push(event)
   }
 
   private refuse (eventId: string, code: string): void {
     this.refused.add(eventId)
-    this.emit({ type: 'error', error: { type: 'invalid_request_error', code, message: `refused: ${code}`, param: null, event_id: eventId } })
+    this.emit({ type: 'error', error: { type: 'invalid_request_error', code, message: `${UPSTREAM_MESSAGE_MARK} ${code}`, param: null, event_id: eventId } })
   }
 
   /** The active response is server VAD's and the engine has not heard of it yet. */

@@ -1,0 +1,85 @@
+// Incident: server VAD created a response on its own (it needs no response.create)
+// while an InjectUserMessage was pending, and the proxy's own response.create
+// collided with it. Rule (PROTOCOL.md §4.1, §4.2): a `response.created` we did not
+// ask for occupies the slot too; a create rejected with
+// `conversation_already_has_active_response` frees nothing, is retried after that
+// response's `response.done`, and the client still gets its answer.
+
+import t from 'tap'
+import { emptyViolations } from '../../lib/simulator/script.js'
+import { configuredClient, startProxy } from '../helpers/proxy.js'
+
+t.test('server-VAD auto-response while the inject waits for its item ack: no conflict', async (t) => {
+  const { url, sim } = await startProxy(t, { script: { itemAckDelayMs: 150, chunkIntervalMs: 50 } })
+  const client = await configuredClient(url)
+  t.teardown(() => client.close())
+  const conn = await sim.nextConnection()
+
+  let vadResponse: string | null = null
+  const itemCreate = conn.waitFor('conversation.item.create', () => {
+    // The user speaks while the injected item is not acknowledged yet: VAD answers on its own.
+    conn.vadTurn('What time is it?')
+    vadResponse = conn.activeResponseId
+    return true
+  })
+  let slotAtCreate: string | null | undefined = 'unset'
+  let vadDoneBeforeCreate = false
+  const create = conn.waitFor('response.create', () => {
+    slotAtCreate = conn.activeResponseId // after processing: the response this create started
+    vadDoneBeforeCreate = conn.sent.some((e) => e.type === 'response.done' && e.response?.id === vadResponse)
+    return true
+  })
+  client.send({ type: 'InjectUserMessage', content: 'Tell me the weather' })
+  await itemCreate
+  t.type(vadResponse, 'string', 'server VAD started its own response')
+  await create
+  t.not(slotAtCreate, vadResponse, 'the proxy\'s response.create was accepted: it started a response of its own')
+  t.ok(vadDoneBeforeCreate, 'it waited for the VAD response\'s response.done')
+
+  await client.until(() => client.all('AgentAudioDone').length === 2, 'two spoken answers (VAD\'s and the inject\'s)')
+  const texts = client.all('ConversationText')
+  t.same(texts.filter((m) => m.role === 'user').map((m) => m.content).sort(), ['Tell me the weather', 'What time is it?'], 'both user turns echoed')
+  t.equal(texts.filter((m) => m.role === 'assistant').length, 2, 'both turns answered')
+  t.equal(conn.count('response.create'), 1, 'VAD needed no create; the inject needed one')
+  t.same(client.all('Error'), [], 'no Error reached the client')
+  t.same(sim.violations(), emptyViolations(), 'the simulator counted no violation')
+})
+
+t.test('server-VAD auto-response racing the inject\'s response.create: retried after its response.done', async (t) => {
+  // The item is acknowledged at once; VAD starts its response in the same instant, so the
+  // proxy's create (sent on the ack) is already on the wire: an unavoidable conflict.
+  const { url, sim } = await startProxy(t, { script: { chunkIntervalMs: 50 } })
+  const client = await configuredClient(url)
+  t.teardown(() => client.close())
+  const conn = await sim.nextConnection()
+
+  let vadResponse: string | null = null
+  const itemCreate = conn.waitFor('conversation.item.create', () => {
+    conn.vadTurn('What time is it?')
+    vadResponse = conn.activeResponseId
+    return true
+  })
+  let seen = 0
+  let slotAtRetry: string | null | undefined = 'unset'
+  let vadDoneBeforeRetry = false
+  const retry = conn.waitFor('response.create', () => {
+    seen++
+    if (seen < 2) return false
+    slotAtRetry = conn.activeResponseId
+    vadDoneBeforeRetry = conn.sent.some((e) => e.type === 'response.done' && e.response?.id === vadResponse)
+    return true
+  })
+  client.send({ type: 'InjectUserMessage', content: 'Tell me the weather' })
+  await itemCreate
+  await retry
+  const rejected = conn.sent.filter((e) => e.type === 'error' && e.error?.code === 'conversation_already_has_active_response')
+  t.equal(rejected.length, 1, 'the first create collided with the VAD response')
+  t.not(slotAtRetry, vadResponse, 'the retry was accepted: it started a response of its own')
+  t.ok(vadDoneBeforeRetry, 'the retry waited for the VAD response\'s response.done')
+
+  await client.until(() => client.all('AgentAudioDone').length === 2, 'two spoken answers (VAD\'s and the inject\'s)')
+  t.equal(client.all('ConversationText').filter((m) => m.role === 'assistant').length, 2, 'both turns answered')
+  t.same(client.all('Error'), [], 'the conflict was handled, not forwarded as an Error')
+  t.equal(conn.count('response.create'), 2, 'one rejected create, one retry')
+  t.same(sim.violations(), { ...emptyViolations(), activeResponseConflicts: 1 }, 'only the unavoidable race conflict, nothing else')
+})
