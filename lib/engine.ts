@@ -113,10 +113,12 @@ interface CallState {
 /** Upstream event ids we sent and still expect an answer (or an error) for. */
 type SentPurpose =
   | { kind: 'injectItem', itemId: string }
-  | { kind: 'functionOutput', callId: string }
-  | { kind: 'contextItem' }
+  | { kind: 'functionOutput', itemId: string }
+  | { kind: 'contextItem', itemId: string }
   | { kind: 'cancel', responseId: string | null }
-  | { kind: 'create', request: ResponseRequest }
+  | { kind: 'create', request: ResponseRequest, responseId?: string }
+  /** A create the watchdog gave up on: a late answer to it changes nothing. */
+  | { kind: 'expiredCreate' }
 
 export interface EngineState {
   options: EngineOptions
@@ -140,6 +142,8 @@ export interface EngineState {
   calls: Record<string, CallState>
   /** Responses whose function calls await answers: response id → done yet? */
   callResponses: Record<string, boolean>
+  /** Responses the watchdog gave up on; their late response.done is still their end. */
+  abandoned: string[]
   agentHasSpoken: boolean
   userSpeaking: boolean
 }
@@ -149,7 +153,8 @@ const SENT_SUBJECT: Record<SentPurpose['kind'], string> = {
   functionOutput: 'FunctionCallResponse',
   contextItem: 'A context message',
   cancel: 'A cancel',
-  create: 'response.create'
+  create: 'response.create',
+  expiredCreate: 'response.create'
 }
 
 /** Bound on remembered function calls and sent-event correlations per session. */
@@ -174,6 +179,7 @@ export function initialState (options: Partial<EngineOptions> & { idPrefix: stri
     sent: {},
     calls: {},
     callResponses: {},
+    abandoned: [],
     agentHasSpoken: false,
     userSpeaking: false
   }
@@ -299,8 +305,9 @@ class Machine {
     }
     call.answered = true
     // Legal mid-response: the output is forwarded at once; only the follow-up waits.
-    const eventId = this.send({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: callId, output } })
-    this.remember(eventId, { kind: 'functionOutput', callId })
+    const itemId = this.nextId('it')
+    const eventId = this.send({ type: 'conversation.item.create', item: { id: itemId, type: 'function_call_output', call_id: callId, output } })
+    this.remember(eventId, { kind: 'functionOutput', itemId })
     this.followUpIfAnswered(call.responseId, at)
     this.pump()
   }
@@ -353,8 +360,9 @@ class Machine {
     const { context, greeting } = this.s.setup
     this.s.setup = { context: [] }
     for (const item of context) {
-      const eventId = this.send({ type: 'conversation.item.create', item })
-      this.remember(eventId, { kind: 'contextItem' })
+      const itemId = this.nextId('it')
+      const eventId = this.send({ type: 'conversation.item.create', item: { id: itemId, ...item } })
+      this.remember(eventId, { kind: 'contextItem', itemId })
     }
     if (greeting !== undefined) this.s.queue.push({ reasons: ['greeting'], instructions: sayExactly(greeting), enqueuedAt: at, retries: 0 })
     const held = this.s.held
@@ -378,6 +386,8 @@ class Machine {
     this.s.open.push(entry)
     this.setTimer(`response:${id}`, this.s.options.responseMaxMs)
     if (ours && inflight !== null) {
+      const sent = this.s.sent[inflight.eventId]
+      if (sent?.kind === 'create') sent.responseId = id
       this.s.inflightCreate = null
       this.clearTimer(`create:${inflight.eventId}`)
       this.metricQueueWait(inflight.request, at)
@@ -394,11 +404,15 @@ class Machine {
       this.s.open.splice(index, 1)
       this.clearTimer(`response:${id}`)
       this.clearTimer(`cancel:${id}`)
+    } else if (id !== undefined && this.s.abandoned.includes(id)) {
+      this.s.abandoned = this.s.abandoned.filter((abandoned) => abandoned !== id)
     } else {
       if (!this.dropPlaceholder()) this.log('debug', 'response.done for an unknown response', { responseId: id })
       // If our create was never confirmed, this done may be its (late) end: its id was
       // never seen, so nothing else will free it.
     }
+    this.forget((purpose) => purpose.kind === 'cancel' && (purpose.responseId === id || purpose.responseId === null))
+    if (id !== undefined) this.forget((purpose) => purpose.kind === 'create' && purpose.responseId === id)
     this.out.push({ kind: 'metric', name: 'responseDone', status })
     if (status === 'failed') {
       const error = obj(obj(response, 'status_details'), 'error')
@@ -423,9 +437,14 @@ class Machine {
     const purpose = eventId === undefined ? undefined : this.s.sent[eventId]
     if (eventId !== undefined) delete this.s.sent[eventId]
 
+    if (purpose?.kind === 'expiredCreate') {
+      this.log('info', 'late error for a create the watchdog already gave up on', { errorCode: code })
+      return
+    }
     if (purpose?.kind === 'create') {
       // A rejected create produces no response.created/done: its slot is free again.
       // (If a response was attributed to it, that response was not ours: it stays open.)
+      const cancelled = this.s.inflightCreate !== null && this.s.inflightCreate.eventId === eventId && this.s.inflightCreate.cancelOnCreate
       if (this.s.inflightCreate?.eventId === eventId) {
         this.s.inflightCreate = null
         this.clearTimer(`create:${eventId}`)
@@ -439,6 +458,10 @@ class Machine {
           const id = `unknown:${eventId}`
           this.s.open.push({ id, ours: false, cancelRequested: false, placeholder: true })
           this.setTimer(`response:${id}`, this.s.options.responseMaxMs)
+        }
+        if (cancelled) {
+          this.pump()
+          return // cancelled before it started: nothing to retry
         }
         if (request.retries < this.s.options.maxCreateRetries) {
           this.requeueFirst(request)
@@ -460,7 +483,8 @@ class Machine {
         return
       }
       if (code === 'cannot_update_voice' && update.fields.voice !== undefined) {
-        // Keep every other change: send it again without the voice.
+        // The upstream says the agent has spoken; keep every other change: resend without the voice.
+        this.s.agentHasSpoken = true
         this.s.desired.voice = this.s.applied.voice
         this.client({ type: 'Warning', code: WarningCode.voiceChangeRefused, description: 'The voice cannot change after the agent has spoken in this session; the other changes were applied.' })
         const rest = withoutVoice(update.fields)
@@ -486,7 +510,9 @@ class Machine {
   }
 
   private itemAcknowledged (itemId: string | undefined, at: number): void {
-    if (itemId === undefined || this.s.awaitingItems[itemId] !== true) return
+    if (itemId === undefined) return
+    this.forget((purpose) => 'itemId' in purpose && purpose.itemId === itemId)
+    if (this.s.awaitingItems[itemId] !== true) return
     delete this.s.awaitingItems[itemId]
     this.clearTimer(`item:${itemId}`)
     this.enqueueBare('inject_user_message', at)
@@ -506,6 +532,7 @@ class Machine {
     if (!Array.isArray(output)) return
     for (const item of output) {
       if (str(item, 'type') !== 'function_call') continue
+      if (str(item, 'status') === 'incomplete') continue // cut off (cancelled): never complete
       const callId = str(item, 'call_id')
       if (callId !== undefined) this.registerCall(callId, responseId, str(item, 'name') ?? '', str(item, 'arguments') ?? '{}')
     }
@@ -514,7 +541,7 @@ class Machine {
   private registerCall (callId: string, responseId: string, name: string, args: string): void {
     if (callId in this.s.calls) return
     this.s.calls[callId] = { responseId, name, answered: false }
-    this.s.callResponses[responseId] ??= !this.s.open.some((r) => r.id === responseId)
+    this.s.callResponses[responseId] ??= !this.s.open.some((r) => r.id === responseId) && !this.s.abandoned.includes(responseId)
     this.bound(this.s.calls, (c) => c.answered)
     this.client({ type: 'FunctionCallRequest', functions: [{ id: callId, name, arguments: args, client_side: true }] })
   }
@@ -538,6 +565,7 @@ class Machine {
         const inflight = this.s.inflightCreate
         if (inflight === null || inflight.eventId !== key) return
         this.s.inflightCreate = null
+        this.s.sent[key] = { kind: 'expiredCreate' }
         this.log('warn', 'no response.created after response.create: slot released', { eventId: key })
         this.client({ type: 'Warning', code: WarningCode.responseTimeout, description: 'The agent did not start responding in time; the request was dropped.' })
         return this.pump()
@@ -559,6 +587,8 @@ class Machine {
         const index = this.s.open.findIndex((r) => r.id === key)
         if (index < 0) return
         this.s.open.splice(index, 1)
+        this.s.abandoned.push(key)
+        if (this.s.abandoned.length > 16) this.s.abandoned.shift()
         this.log('error', 'response never ended, even after cancel: slot released', { responseId: key })
         this.client({ type: 'Warning', code: WarningCode.responseTimeout, description: 'The agent\'s response did not finish in time and was abandoned.' })
         return this.pump()
@@ -685,6 +715,10 @@ class Machine {
     const eventId = this.nextId('ev')
     this.out.push({ kind: 'upstream', event: { ...event, event_id: eventId } })
     return eventId
+  }
+
+  private forget (matches: (purpose: SentPurpose) => boolean): void {
+    for (const [eventId, purpose] of Object.entries(this.s.sent)) if (matches(purpose)) delete this.s.sent[eventId]
   }
 
   private remember (eventId: string, purpose: SentPurpose): void {

@@ -168,8 +168,10 @@ t.test('Settings: SettingsApplied only after session.updated, then context items
   t.ok(cmds.some((c) => c.kind === 'ready'), 'ready: held audio may flow')
   const events = upstream(cmds)
   t.same(events.map((e) => e.type), ['conversation.item.create', 'conversation.item.create', 'response.create'], 'context in order, then the greeting')
-  t.same(events[0]?.item, userText('My name is Ada.'))
-  t.same(events[1]?.item, assistantText('Hi Ada.'))
+  // Every item the engine creates carries an id of its own, so its ack can be matched.
+  t.same(events[0]?.item, { id: (events[0]?.item as { id: string }).id, ...userText('My name is Ada.') })
+  t.same(events[1]?.item, { id: (events[1]?.item as { id: string }).id, ...assistantText('Hi Ada.') })
+  t.not((events[0]?.item as { id: string }).id, (events[1]?.item as { id: string }).id)
   t.equal(responseOf(events[2]!).instructions, sayExactly('Welcome back!'), 'the greeting is a create with instructions')
   const order = cmds.flatMap((c) => c.kind === 'client' ? ['client'] : c.kind === 'upstream' ? ['upstream'] : [])
   t.equal(order[0], 'client', 'SettingsApplied before anything goes upstream for the conversation')
@@ -189,9 +191,21 @@ t.test('Settings: intents before the session is configured are held and replayed
   const creates = upstream(cmds, 'response.create')
   t.equal(creates.length, 1, 'the held InjectAgentMessage is asked for')
   t.equal(responseOf(creates[0]!).instructions, sayExactly('held agent line'))
-  // The held InjectUserMessage still waits for its item ack (rule 5).
-  const ids = upstream(cmds, 'conversation.item.create').map((e) => (e.item as { id?: string }).id).filter((id) => id !== undefined)
-  t.equal(ids.length, 2)
+  // The held InjectUserMessages still wait for their item acks (rule 5).
+  t.equal(Object.keys(d.state.awaitingItems).length, 2)
+})
+
+t.test('Settings: a change sent before Settings does not override a later Settings (latest wins)', async (t) => {
+  // UpdatePrompt before Settings is held; a second Settings sent while the first one is
+  // being applied is newer and must win, and the acknowledgements follow the client's order.
+  const d = new Driver()
+  d.feed({ type: 'configure', fields: { instructions: 'old' }, ack: 'PromptUpdated' })
+  d.feed({ type: 'settings', fields: { instructions: 'base' }, context: [] })
+  d.feed({ type: 'settings', fields: { instructions: 'new' }, context: [] })
+  d.up({ type: 'session.updated', session: {} })
+  d.up({ type: 'session.updated', session: {} })
+  t.equal(d.state.applied.instructions, 'new')
+  t.same(client(d.all).map((m) => m.type), ['SettingsApplied', 'PromptUpdated', 'SettingsApplied'])
 })
 
 t.test('Settings: a refused first session.update is an Error and closes the session', async (t) => {
@@ -430,7 +444,8 @@ t.test('rule 4: parallel calls → outputs forwarded at once, ONE follow-up afte
   t.equal(pendingCounts(d.state).functionCalls, 2)
   for (const id of ['call_a', 'call_b']) {
     const cmds = d.feed({ type: 'functionResult', callId: id, output: `out ${id}` })
-    t.same(upstream(cmds).map((e) => [e.type, e.item]), [['conversation.item.create', { type: 'function_call_output', call_id: id, output: `out ${id}` }]], 'forwarded mid-response')
+    t.match(upstream(cmds).map((e) => [e.type, e.item]), [['conversation.item.create', { id: String, type: 'function_call_output', call_id: id, output: `out ${id}` }]], 'forwarded mid-response')
+    t.equal(upstream(cmds).length, 1)
   }
   t.equal(pendingCounts(d.state).functionCalls, 0)
   const creates = upstream(d.done('resp_tools'), 'response.create')
@@ -846,6 +861,26 @@ t.test('rule 10: a conflict with a response abandoned by the watchdog does not h
   const cmds = d.error(CONFLICT, d.lastCreate())
   t.ok(d.busy)
   t.ok(timersSet(cmds).length > 0 || client(cmds).length > 0, 'a watchdog is armed (or the client is told) for the response holding the slot')
+})
+
+t.test('rule 4 + rule 10: a response abandoned by the watchdog still gets one follow-up, after all its calls', async (t) => {
+  // The cancel grace expired while the response's last events were still on their way;
+  // its calls arrive afterwards, one by one, and are answered as they come.
+  const d = responding('resp_late')
+  d.timer('response:resp_late')
+  d.timer('cancel:resp_late')
+  const before = upstream(d.all, 'response.create').length
+  d.args('call_1', 'resp_late')
+  d.feed({ type: 'functionResult', callId: 'call_1', output: '1' })
+  d.args('call_2', 'resp_late')
+  d.feed({ type: 'functionResult', callId: 'call_2', output: '2' })
+  d.done('resp_late', 'cancelled')
+  // Let every follow-up that was asked for run to its end.
+  for (let i = 0; i < 3 && d.state.inflightCreate !== null; i++) {
+    d.created(`resp_follow_${i}`)
+    d.done(`resp_follow_${i}`)
+  }
+  t.equal(upstream(d.all, 'response.create').length - before, 1, 'one follow-up for the response, not one per call')
 })
 
 // ── InjectAgentMessage behaviours ───────────────────────────────────────────────
