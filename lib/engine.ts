@@ -256,9 +256,8 @@ class Machine {
   private configure (fields: SessionFields, ack: ConfigAck): void {
     let changes = diff(this.s.desired, fields)
     if (changes.voice !== undefined && this.s.agentHasSpoken) {
-      // OpenAI refuses the whole update (cannot_update_voice) once the agent spoke.
       changes = withoutVoice(changes)
-      this.client({ type: 'Warning', code: WarningCode.voiceChangeRefused, description: 'The voice cannot change after the agent has spoken in this session; the other changes were applied.' })
+      this.refuseVoice()
       if (ack === 'SpeakUpdated' && Object.keys(changes).length === 0) return
     }
     Object.assign(this.s.desired, changes)
@@ -485,11 +484,10 @@ class Machine {
       if (code === 'cannot_update_voice' && update.fields.voice !== undefined) {
         // The upstream says the agent has spoken; keep every other change: resend without the voice.
         this.s.agentHasSpoken = true
-        this.s.desired.voice = this.s.applied.voice
-        this.client({ type: 'Warning', code: WarningCode.voiceChangeRefused, description: 'The voice cannot change after the agent has spoken in this session; the other changes were applied.' })
+        this.refuseVoice()
         const rest = withoutVoice(update.fields)
         this.s.pendingFields = { ...rest, ...(this.s.pendingFields ?? {}) }
-        this.s.pendingAcks.unshift(...update.acks)
+        this.s.pendingAcks.unshift(...update.acks.filter((ack) => ack !== 'SpeakUpdated'))
       } else {
         this.s.desired = { ...this.s.applied, ...(this.s.pendingFields ?? {}) }
         this.client({ type: 'Error', code, description: describeUpstreamCode(code, update.acks.join(', ')) })
@@ -618,8 +616,14 @@ class Machine {
     if (this.s.phase !== 'ready' || responseInProgress(this.s)) return
     if (this.s.pendingFields !== null) {
       if (this.s.inflightUpdate !== null) return
-      const fields = this.s.pendingFields
-      const acks = this.s.pendingAcks
+      let fields = this.s.pendingFields
+      let acks = this.s.pendingAcks
+      if (fields.voice !== undefined && this.s.agentHasSpoken) {
+        // The agent spoke while this change waited: the voice can no longer change.
+        fields = withoutVoice(fields)
+        acks = acks.filter((ack) => ack !== 'SpeakUpdated')
+        this.refuseVoice()
+      }
       this.s.pendingFields = null
       this.s.pendingAcks = []
       if (Object.keys(fields).length === 0) {
@@ -643,6 +647,12 @@ class Machine {
     const eventId = this.send({ type: 'session.update', session: sessionPayload(fields) })
     this.s.inflightUpdate = { eventId, fields, acks }
     this.setTimer(`update:${eventId}`, this.s.options.updateAckMs)
+  }
+
+  /** OpenAI refuses the whole update (cannot_update_voice) once the agent spoke: warn, keep the rest. */
+  private refuseVoice (): void {
+    this.s.desired.voice = this.s.applied.voice
+    this.client({ type: 'Warning', code: WarningCode.voiceChangeRefused, description: 'The voice cannot change after the agent has spoken in this session; the other changes were applied.' })
   }
 
   /** Removes the stand-in for an unseen response (and its timers); true if there was one. */
