@@ -107,13 +107,13 @@ t.test('Dockerfile: multi-stage build and run with the commands CI and package.j
 t.test('compose: the proxies use only variables the code reads, secrets from the environment', async (t) => {
   const known = variablesTheCodeReads()
   for (const name of INTERFACE_VARIABLES) t.ok(known.has(name), `the code reads ${name} (INTERFACE.md)`)
-  const deploy = read('docs/DEPLOY.md')
+  const deploy = read('README.md')
 
   for (const name of ['proxy-1', 'proxy-2']) {
     const environment = services[name]?.environment ?? {}
     for (const variable of Object.keys(environment)) {
       t.ok(known.has(variable), `${name}: ${variable} is a variable the proxy reads`)
-      t.match(deploy, new RegExp(`\\| \`${variable}\` \\|`), `${name}: ${variable} is in the environment table of docs/DEPLOY.md`)
+      t.match(deploy, new RegExp(`\\| \`${variable}\` \\|`), `${name}: ${variable} is in the README's environment tables`)
     }
     for (const variable of INTERFACE_VARIABLES) t.ok(variable in environment, `${name} passes ${variable} through`)
     for (const secret of SECRETS) {
