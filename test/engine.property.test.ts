@@ -234,6 +234,13 @@ class World {
       return []
     }
     const [next, cmds] = result
+    // A SpeakUpdated dropped after it was queued (the agent spoke meanwhile, or the
+    // upstream refused the voice) is answered by the VOICE_CHANGE_NOT_ALLOWED Warning.
+    const speakWaiting = (s: EngineState): number => [...s.pendingAcks, ...(s.inflightUpdate?.acks ?? [])].filter((ack) => ack === 'SpeakUpdated').length
+    const speakAcked = clientOf(cmds, 'SpeakUpdated').length
+    const speakDropped = speakWaiting(this.state) - speakWaiting(next) - speakAcked
+    const voiceRefused = clientOf(cmds, 'Warning').some((m) => m.type === 'Warning' && m.code === WarningCode.voiceChangeRefused)
+    if (speakDropped > 0 && voiceRefused) this.configOtherwise += speakDropped
     this.state = next
     totals.steps++
     if (this.closed && cmds.length > 0) this.fail(`commands after the session closed: ${JSON.stringify(cmds)}`)
