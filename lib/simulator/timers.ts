@@ -1,7 +1,8 @@
 // Every timer a connection starts goes through its Timers, so closing the
 // connection clears them all: nothing fires after a close and the process can
-// exit. Timers are unref()ed: the socket, not the simulator's clock, keeps a
-// process alive.
+// exit. Timeouts are unref()ed: the socket, not the simulator's clock, keeps a
+// process alive. Immediates are not: an unref()ed immediate lets the event loop
+// block in poll, so the next step would wait for unrelated I/O or a timer.
 
 export type Cancel = () => void
 
@@ -26,7 +27,7 @@ export class Timers {
         this.#pending.delete(cancel)
       }
     } else {
-      const immediate = setImmediate(run).unref()
+      const immediate = setImmediate(run)
       cancel = () => {
         clearImmediate(immediate)
         this.#pending.delete(cancel)
