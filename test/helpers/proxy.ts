@@ -8,6 +8,7 @@ import { buildApp } from '../../app.js'
 import type { ProxyApp } from '../../app.js'
 import { loadConfig, withModel } from '../../lib/config.js'
 import type { EngineOptions } from '../../lib/engine.js'
+import { emptyViolations } from '../../lib/simulator/script.js'
 import { startSimulator } from '../../lib/simulator/index.js'
 import type { SimScript, Simulator } from '../../lib/simulator/index.js'
 import type { SimConnection, Violations } from '../../lib/simulator/index.js'
@@ -164,14 +165,7 @@ export async function configuredClient (url: string, settings: Record<string, un
 }
 
 /** What a well-behaved proxy leaves in the simulator's violation counters. */
-export const NO_VIOLATIONS: Violations = {
-  activeResponseConflicts: 0,
-  sessionUpdateDuringResponse: 0,
-  beforeSessionUpdated: 0,
-  missingEventId: 0,
-  unknownEventType: 0,
-  invalidEvent: 0
-}
+export const NO_VIOLATIONS: Violations = emptyViolations()
 
 /** Waits until the simulator has sent the proxy an event of `type` matching `predicate`; returns it. */
 export async function simSent (conn: SimConnection, type: string, predicate: (event: any) => boolean = () => true, timeoutMs = 5000): Promise<any> {
