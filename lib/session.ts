@@ -7,6 +7,7 @@
 // intent; the engine forwards the output and decides when the follow-up goes.
 
 import { randomUUID } from 'node:crypto'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import type { RawData } from 'ws'
@@ -49,6 +50,20 @@ const TIMELINE_SIZE = 200
 const ASSISTANT_TEXT_MEMORY = 64
 const AUDIO_DELTA_TYPE = 'response.output_audio.delta'
 const APPEND_TYPE = 'input_audio_buffer.append'
+const DELTA_KEY = '"delta":"'
+const RESPONSE_ID_KEY = '"response_id":"'
+const BINARY = { binary: true }
+
+/** An audio stream of the timeline; `key` is the one #record keys its runs by (direction + type), built once. */
+interface AudioStream { direction: EventDirection, type: string, key: string }
+const audioStream = (direction: EventDirection, type: string): AudioStream => ({ direction, type, key: direction + type })
+const AUDIO_STREAMS = {
+  clientIn: audioStream('client->proxy', 'binary'),
+  upstreamOut: audioStream('proxy->upstream', APPEND_TYPE),
+  upstreamIn: audioStream('upstream->proxy', AUDIO_DELTA_TYPE),
+  clientOut: audioStream('proxy->client', 'binary'),
+  clientDropped: audioStream('proxy->client', 'binary_dropped')
+}
 /** How long a closing leg may take to answer our close frame before its socket is destroyed (ws reads `closeTimeout`, 8.23+). */
 export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5000
 
@@ -162,7 +177,7 @@ export class Session implements LiveSession {
     if (isBinary) {
       const chunk = toBuffer(data)
       this.#count(this.#counts.clientReceived, 'binary')
-      this.#record('client->proxy', 'binary', { bytes: chunk.length })
+      this.#recordAudio(AUDIO_STREAMS.clientIn, chunk.length)
       this.#onClientAudio(chunk)
       return
     }
@@ -277,8 +292,9 @@ export class Session implements LiveSession {
     const audio = this.#input?.push(chunk) ?? ''
     if (audio === '') return
     // Built by concatenation: base64 never needs JSON escaping.
+    if (this.#upstreamState === 'open') cork(this.#upstream)
     this.#sendUpstreamRaw('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.options.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}', APPEND_TYPE)
-    this.#record('proxy->upstream', APPEND_TYPE, { bytes: chunk.length })
+    this.#recordAudio(AUDIO_STREAMS.upstreamOut, chunk.length)
   }
 
   #flushHeldAudio (): void {
@@ -320,9 +336,9 @@ export class Session implements LiveSession {
       const status = res.statusCode ?? 0
       res.resume()
       const [code, clientCode] = status === 401 || status === 403
-        ? ['UPSTREAM_UNAUTHORIZED', CloseCode.internal]
+        ? [ErrorCode.upstreamUnauthorized, CloseCode.internal]
         : status === 429
-          ? ['UPSTREAM_RATE_LIMITED', CloseCode.tryAgainLater]
+          ? [ErrorCode.upstreamRateLimited, CloseCode.tryAgainLater]
           : [ErrorCode.upstreamUnavailable, status >= 500 ? CloseCode.tryAgainLater : CloseCode.internal]
       this.#upstreamFailed(code, `The upstream refused the connection (HTTP ${status}).`, clientCode, `upstream refused (HTTP ${status})`)
       upstream.terminate()
@@ -335,7 +351,7 @@ export class Session implements LiveSession {
           return
         }
         // A protocol fault (an oversized or invalid frame): say so, and do not wait for a close handshake.
-        this.#upstreamFailed('UPSTREAM_PROTOCOL_ERROR', wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+        this.#upstreamFailed(ErrorCode.upstreamProtocolError, wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
           ? `The upstream sent a frame larger than ${this.#o.maxUpstreamFrameBytes} bytes (MAX_UPSTREAM_FRAME_BYTES).`
           : `The upstream sent an invalid WebSocket frame (${error.message}).`, CloseCode.internal, 'upstream protocol error')
         upstream.terminate()
@@ -382,8 +398,8 @@ export class Session implements LiveSession {
     // Cheap dispatch for the hot event: find the type near the start, no JSON.parse.
     const typeAt = buffer.indexOf(AUDIO_DELTA_TYPE)
     if (typeAt >= 0 && typeAt < 40 && buffer[typeAt + AUDIO_DELTA_TYPE.length] === 0x22) {
-      const delta = stringField(buffer, 'delta')
-      const responseId = stringField(buffer, 'response_id')
+      const delta = stringField(buffer, DELTA_KEY)
+      const responseId = stringField(buffer, RESPONSE_ID_KEY)
       if (delta !== undefined && responseId !== undefined) {
         this.#onAgentAudio(responseId, delta)
         return
@@ -468,7 +484,7 @@ export class Session implements LiveSession {
 
   #onAgentAudio (responseId: string, delta: string): void {
     this.#count(this.#counts.upstreamReceived, AUDIO_DELTA_TYPE)
-    this.#record('upstream->proxy', AUDIO_DELTA_TYPE, { bytes: (delta.length * 3) >>> 2, responseId })
+    this.#recordAudio(AUDIO_STREAMS.upstreamIn, (delta.length * 3) >>> 2, responseId)
     if (responseId === this.#mutedResponse || this.#output === undefined) return
     if (this.#speakingResponse !== responseId) {
       this.#speakingResponse = responseId
@@ -488,12 +504,13 @@ export class Session implements LiveSession {
     if (audio.length === 0) return
     if (this.#clientBackedUp()) {
       this.#o.metrics.droppedFrames('slow_client')
-      this.#record('proxy->client', 'binary_dropped', { bytes: audio.length })
+      this.#recordAudio(AUDIO_STREAMS.clientDropped, audio.length)
       return
     }
     this.#count(this.#counts.clientSent, 'binary')
-    this.#record('proxy->client', 'binary', { bytes: audio.length, responseId })
-    this.#client.send(audio, { binary: true })
+    this.#recordAudio(AUDIO_STREAMS.clientOut, audio.length, responseId)
+    cork(this.#client)
+    this.#client.send(audio, BINARY)
   }
 
   /** ConversationText for the assistant, once per item. */
@@ -598,11 +615,11 @@ export class Session implements LiveSession {
     if (run !== undefined) {
       run.bytes = (run.bytes ?? 0) + (extra?.bytes ?? 0)
       run.frames = (run.frames ?? 1) + 1
-      run.at = new Date().toISOString()
+      run.at = isoNow()
       return
     }
     if (!audio) this.#audioRun.clear()
-    const event: TimelineEvent = { at: new Date().toISOString(), direction, type }
+    const event: TimelineEvent = { at: isoNow(), direction, type }
     if (extra !== undefined) {
       for (const [name, value] of Object.entries(extra)) {
         if (value !== undefined) (event as unknown as Record<string, unknown>)[name] = value
@@ -611,6 +628,18 @@ export class Session implements LiveSession {
     if (audio) this.#audioRun.set(key, event)
     this.#timeline.push(event)
     if (this.#timeline.length > TIMELINE_SIZE) this.#timeline.shift()
+  }
+
+  /** #record of one audio frame: folding into the current run (the usual case) allocates nothing. */
+  #recordAudio (stream: AudioStream, bytes: number, responseId?: string): void {
+    const run = this.#audioRun.get(stream.key)
+    if (run === undefined) {
+      this.#record(stream.direction, stream.type, responseId === undefined ? { bytes } : { bytes, responseId })
+      return
+    }
+    run.bytes = (run.bytes ?? 0) + bytes
+    run.frames = (run.frames ?? 1) + 1
+    run.at = isoNow()
   }
 
   // ── limits and faults ───────────────────────────────────────────────────────
@@ -625,7 +654,7 @@ export class Session implements LiveSession {
       this.#messagesInWindow = 0
     }
     if (++this.#messagesInWindow <= limit) return false
-    this.#sendClient({ type: 'Error', code: 'CLIENT_MESSAGE_RATE_EXCEEDED', description: `More than ${limit} text messages in one second; the session was closed. Send audio as binary frames (they do not count).` })
+    this.#sendClient({ type: 'Error', code: ErrorCode.clientMessageRate, description: `More than ${limit} text messages in one second; the session was closed. Send audio as binary frames (they do not count).` })
     this.#shutdown(CloseCode.policy, 'message rate limit exceeded')
     return true
   }
@@ -644,7 +673,7 @@ export class Session implements LiveSession {
     const slowForMs = this.#o.slowClientTimeoutMs ?? 10_000
     if (this.#slowSince === undefined) this.#slowSince = now
     else if (now - this.#slowSince > slowForMs && !this.#closing) {
-      this.#sendClient({ type: 'Error', code: 'CLIENT_TOO_SLOW', description: `The client did not read agent audio for more than ${slowForMs} ms; the session was closed.` })
+      this.#sendClient({ type: 'Error', code: ErrorCode.clientTooSlow, description: `The client did not read agent audio for more than ${slowForMs} ms; the session was closed.` })
       this.#shutdown(CloseCode.policy, 'client too slow: agent audio backed up')
     }
     return true
@@ -657,7 +686,7 @@ export class Session implements LiveSession {
     upstream.on('pong', () => { this.#awaitingPong = false })
     this.#pingTimer = setInterval(() => {
       if (this.#awaitingPong) {
-        this.#upstreamFailed('UPSTREAM_UNRESPONSIVE', `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, CloseCode.internal, 'upstream unresponsive')
+        this.#upstreamFailed(ErrorCode.upstreamUnresponsive, `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, CloseCode.internal, 'upstream unresponsive')
         upstream.terminate()
         return
       }
@@ -742,9 +771,8 @@ function toBuffer (data: RawData): Buffer {
   return Buffer.from(data)
 }
 
-/** Reads a JSON string field without parsing the whole frame (base64 and ids have no escapes). */
-function stringField (buffer: Buffer, name: string): string | undefined {
-  const key = `"${name}":"`
+/** Reads a JSON string field (`key` is `"name":"`) without parsing the whole frame (base64 and ids have no escapes). */
+function stringField (buffer: Buffer, key: string): string | undefined {
   const start = buffer.indexOf(key)
   if (start < 0) return undefined
   const from = start + key.length
@@ -752,6 +780,33 @@ function stringField (buffer: Buffer, name: string): string | undefined {
   if (end < 0) return undefined
   const value = buffer.toString('latin1', from, end)
   return value.includes('\\') ? undefined : value
+}
+
+/**
+ * Corks a leg's socket until the end of this tick: the frames written to it meanwhile
+ * (a burst read from the other leg in one go) leave in one writev, not one syscall each.
+ */
+function cork (ws: WebSocket | undefined): void {
+  const socket = (ws as unknown as { _socket?: Duplex | null } | undefined)?._socket
+  if (socket == null || socket.writableCorked > 0) return
+  socket.cork()
+  process.nextTick(uncork, socket)
+}
+
+function uncork (socket: Duplex): void {
+  socket.uncork()
+}
+
+let isoMs = 0
+let isoText = ''
+/** The current time as an ISO string, formatted at most once per millisecond whatever the frame rate. */
+function isoNow (): string {
+  const now = Date.now()
+  if (now !== isoMs) {
+    isoMs = now
+    isoText = new Date(now).toISOString()
+  }
+  return isoText
 }
 
 function round3 (seconds: number): number {

@@ -1,0 +1,165 @@
+// Turns bench/run.js results into the Markdown that the README's "Performance" section shows:
+// one row per hop and N, a ratio row (proxy ÷ relay), the capacity of each hop and
+// the issue #6 targets, each marked met or not.
+
+const CAPACITY_P99_MS = 50
+const TARGETS = {
+  cpuRatio: 1.3,
+  downP99Ms: 10,
+  downP99UpTo: 100,
+  downP99RatioAbove: 2,
+  allUpAt: 200,
+  idleKB: 25
+}
+
+export function markdownReport (results) {
+  const { machine, load } = results
+  const lines = [
+    `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}; ` +
+      'load generator, simulator and hop on the same machine.',
+    `Load per session: full duplex, one ${load.frameMs} ms PCM16 frame (${load.frameBytes} B, ${load.sampleRate / 1000} kHz) each way every ${load.frameMs} ms; ` +
+      `${load.durationS} s measured per run after a ${load.warmupS} s warm-up at full load` +
+      (load.repeat > 1 ? `, ${load.repeat} runs per row (medians; failure counts: the worst run)` : '') + `; proxy LOG_LEVEL=${load.proxyLogLevel}.` +
+      (load.baseline === null ? '' : ` Hop "baseline": the proxy built in ${load.baseline}.`),
+    'Latency: ↑ client → hop → simulator, ↓ simulator → hop → client, in ms (p50 / p95 / p99 / max). CPU: the hop process, % of one core. ' +
+      'Idle KB/session: (hop RSS with the N sessions configured and idle − before) / N, after a full GC; the heap grows in steps of ' +
+      'hundreds of KB, so this is rough below a few hundred sessions (the at-scale figure below is the one to go by).',
+    '',
+    '| N | hop | up | lost | ↑ latency | ↓ latency | CPU % | peak RSS MB | idle KB/session |',
+    '|---:|---|---:|---:|---|---|---:|---:|---:|'
+  ]
+  for (const count of unique(results.runs.map((run) => run.sessions))) {
+    const relay = results.runs.find((run) => run.sessions === count && run.target === 'relay')
+    const baseline = results.runs.find((run) => run.sessions === count && run.target === 'baseline')
+    const proxy = results.runs.find((run) => run.sessions === count && run.target === 'proxy')
+    for (const run of [relay, baseline, proxy]) {
+      if (run === undefined) continue
+      lines.push(`| ${count} | ${run.target} | ${run.established}/${count} | ${run.frames.lost} | ${latency(run.upstream)} | ${latency(run.downstream)} | ` +
+        `${fixed(run.cpu.hop, 1)} | ${fixed(run.memory.peakRss / 2 ** 20, 1)} | ${kb(run.memory.idlePerSession)} |`)
+    }
+    if (relay !== undefined && proxy !== undefined) {
+      lines.push(`| ${count} | **proxy ÷ relay** | | | ${latencyRatio(proxy.upstream, relay.upstream)} | ${latencyRatio(proxy.downstream, relay.downstream)} | ` +
+        `**${ratio(proxy.cpu.hop, relay.cpu.hop)}** | ${ratio(proxy.memory.peakRss, relay.memory.peakRss)} | ${ratio(proxy.memory.idlePerSession, relay.memory.idlePerSession)} |`)
+    }
+    if (baseline !== undefined && proxy !== undefined) {
+      lines.push(`| ${count} | proxy ÷ baseline | | | ${latencyRatio(proxy.upstream, baseline.upstream)} | ${latencyRatio(proxy.downstream, baseline.downstream)} | ` +
+        `${ratio(proxy.cpu.hop, baseline.cpu.hop)} | ${ratio(proxy.memory.peakRss, baseline.memory.peakRss)} | ${ratio(proxy.memory.idlePerSession, baseline.memory.idlePerSession)} |`)
+    }
+  }
+  lines.push('', ...idleMemory(results.idle ?? []), '', ...capacity(results.runs), '', ...targets(results.runs, results.idle ?? []), '', ...context(results.runs), '')
+  return lines.join('\n')
+}
+
+function idleMemory (idle) {
+  if (idle.length === 0) return ['Idle memory at scale: skipped (--idle-sessions 0).']
+  const relay = idle.find((entry) => entry.target === 'relay')
+  const lines = [
+    `Idle configured sessions at scale (${idle[0].sessions} opened in steps; growth after a full GC from the first step to the last, per session):`,
+    '',
+    '| hop | RSS KB/session | V8 heap + external KB/session | RSS ÷ relay |',
+    '|---|---:|---:|---:|'
+  ]
+  for (const entry of idle) {
+    lines.push(`| ${entry.target} | ${kb(entry.rssPerSession)} | ${kb(entry.heapPerSession)} | ${relay === undefined ? '–' : ratio(entry.rssPerSession, relay.rssPerSession)} |`)
+  }
+  return lines
+}
+
+function capacity (runs) {
+  const lines = [`Capacity (largest N with p99 < ${CAPACITY_P99_MS} ms both ways, every session up, no frame lost):`]
+  for (const target of unique(runs.map((run) => run.target))) {
+    const ok = runs.filter((run) => run.target === target && healthy(run) &&
+      Math.max(run.upstream.p99 ?? Infinity, run.downstream.p99 ?? Infinity) < CAPACITY_P99_MS)
+    const best = Math.max(0, ...ok.map((run) => run.sessions))
+    const tried = Math.max(...runs.filter((run) => run.target === target).map((run) => run.sessions))
+    lines.push(`- ${target}: ${best === 0 ? 'none of the N tried' : `${best}`}${best === tried ? ' (the largest N tried)' : ''}`)
+  }
+  return lines
+}
+
+function targets (runs, idle) {
+  const lines = ['Targets (issue #6), proxy against the relay of the same run:']
+  const pairs = unique(runs.map((run) => run.sessions)).map((count) => ({
+    count,
+    relay: runs.find((run) => run.sessions === count && run.target === 'relay'),
+    proxy: runs.find((run) => run.sessions === count && run.target === 'proxy')
+  })).filter((pair) => pair.relay !== undefined && pair.proxy !== undefined)
+  if (pairs.length === 0) return [...lines, '- (needs both hops)']
+  const mark = (ok) => ok ? '✅' : '❌'
+
+  const cpu = pairs.map(({ count, relay, proxy }) => `${count}: ${ratio(proxy.cpu.hop, relay.cpu.hop)}`)
+  lines.push(`- ${mark(pairs.every(({ relay, proxy }) => proxy.cpu.hop <= TARGETS.cpuRatio * relay.cpu.hop))} CPU ≤ ${TARGETS.cpuRatio}× the relay's at every N (${cpu.join(', ')})`)
+
+  const latencyChecks = pairs.map(({ count, relay, proxy }) => count <= TARGETS.downP99UpTo
+    ? { ok: proxy.downstream.p99 !== null && proxy.downstream.p99 <= TARGETS.downP99Ms, text: `${count}: ${fixed(proxy.downstream.p99, 1)} ms` }
+    : { ok: proxy.downstream.p99 !== null && proxy.downstream.p99 <= TARGETS.downP99RatioAbove * relay.downstream.p99, text: `${count}: ${ratio(proxy.downstream.p99, relay.downstream.p99)}` })
+  lines.push(`- ${mark(latencyChecks.every((check) => check.ok))} p99 ↓ ≤ ${TARGETS.downP99Ms} ms up to ${TARGETS.downP99UpTo} sessions, ≤ ${TARGETS.downP99RatioAbove}× the relay's above (${latencyChecks.map((check) => check.text).join(', ')})`)
+
+  const upTo = pairs.filter(({ count }) => count <= TARGETS.allUpAt)
+  if (upTo.length === 0) lines.push(`- (every session up and no frame lost up to ${TARGETS.allUpAt} sessions: no N ≤ ${TARGETS.allUpAt} tried)`)
+  else lines.push(`- ${mark(upTo.every(({ proxy }) => healthy(proxy)))} every session up and no frame lost up to ${TARGETS.allUpAt} sessions (${upTo.map(({ count, proxy }) => `${count}: ${proxy.established}/${count} up, ${proxy.frames.lost} lost`).join(', ')})`)
+
+  const atScale = { proxy: idle.find((entry) => entry.target === 'proxy'), relay: idle.find((entry) => entry.target === 'relay') }
+  if (atScale.proxy !== undefined) {
+    const rss = atScale.proxy.rssPerSession
+    lines.push(`- ${mark(rss <= TARGETS.idleKB * 1024)} idle configured session ≤ ${TARGETS.idleKB} KB RSS (${kb(rss)} KB over ${atScale.proxy.sessions} sessions; relay ${kb(atScale.relay?.rssPerSession)} KB)`)
+  } else {
+    const widest = pairs[pairs.length - 1]
+    const rss = widest.proxy.memory.idlePerSession
+    lines.push(`- ${mark(rss !== null && rss <= TARGETS.idleKB * 1024)} idle configured session ≤ ${TARGETS.idleKB} KB RSS (${kb(rss)} KB at N=${widest.count}, a small sample; relay ${kb(widest.relay.memory.idlePerSession)} KB)`)
+  }
+  return lines
+}
+
+/** The rest of the machine, and anything that would cast doubt on a row. */
+function context (runs) {
+  const lines = [
+    '| N | hop | hop CPU µs / frame | hop user / system CPU % | hop writes / frame | hop reads / frame | simulator CPU % | load generator CPU % | other processes CPU % | send lag p99 / max ms | idle heap KB/session | notes |',
+    '|---:|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|'
+  ]
+  for (const run of runs) {
+    const notes = []
+    const { frames } = run
+    if (frames.duplicates + frames.corrupt + frames.unstamped + frames.strayBytes > 0) {
+      notes.push(`frames: ${frames.duplicates} duplicate, ${frames.corrupt} corrupt, ${frames.unstamped} unstamped, ${frames.strayBytes} stray bytes`)
+    }
+    if (run.dropped > 0) notes.push(`${run.dropped} sessions closed while streaming`)
+    if (Object.keys(run.failures).length > 0) notes.push(`failed: ${Object.entries(run.failures).map(([reason, n]) => `${n}× ${reason}`).join('; ')}`)
+    const messages = Object.entries(run.messages).filter(([type]) => type !== 'AgentStartedSpeaking')
+    if (messages.length > 0) notes.push(`messages: ${messages.map(([type, n]) => `${n}× ${type}`).join(', ')}`)
+    const violations = Object.entries(run.violations).filter(([, n]) => n > 0)
+    if (violations.length > 0) notes.push(`simulator violations: ${violations.map(([kind, n]) => `${n}× ${kind}`).join(', ')}`)
+    lines.push(`| ${run.sessions} | ${run.target} | ${fixed(run.perFrame.cpuUs, 1)} | ${fixed(run.cpu.hopUser, 1)} / ${fixed(run.cpu.hopSystem, 1)} | ${fixed(run.perFrame.writeCalls, 2)} | ${fixed(run.perFrame.readCalls, 2)} | ${fixed(run.cpu.simulator, 1)} | ${fixed(run.cpu.loadgen, 1)} | ${fixed(run.cpu.background, 1)} | ${fixed(run.sendLag.p99, 1)} / ${fixed(run.sendLag.max, 1)} | ` +
+      `${kb(run.memory.idleHeapPerSession)} | ${notes.join('; ')} |`)
+  }
+  return lines
+}
+
+function healthy (run) {
+  return run.established === run.sessions && run.frames.lost === 0 && run.dropped === 0
+}
+
+function latency (summary) {
+  return [summary.p50, summary.p95, summary.p99, summary.max].map((value) => fixed(value, 1)).join(' / ')
+}
+
+function latencyRatio (proxy, relay) {
+  return ['p50', 'p95', 'p99', 'max'].map((key) => ratio(proxy[key], relay[key])).join(' / ')
+}
+
+function ratio (a, b) {
+  if (a === null || b === null || a === undefined || b === undefined || b === 0) return '–'
+  return `${(a / b).toFixed(2)}×`
+}
+
+function kb (bytes) {
+  return bytes === null || bytes === undefined ? '–' : (bytes / 1024).toFixed(1)
+}
+
+function fixed (value, digits) {
+  return value === null || value === undefined ? '–' : value.toFixed(digits)
+}
+
+function unique (values) {
+  return [...new Set(values)]
+}
