@@ -26,7 +26,10 @@ import type { ConnectionDetail, ConnectionSummary, EventDirection, LiveSession, 
 export interface SessionOptions {
   client: WebSocket
   remoteAddress: string
+  /** The app's logger; the session logs through one child of it. */
   logger: Logger
+  /** Bindings for every line of this session (e.g. its trace context). */
+  logBindings?: Record<string, unknown>
   metrics: ProxyMetrics
   upstreamUrl: string
   apiKey: string | undefined
@@ -130,7 +133,7 @@ export class Session implements LiveSession {
   constructor (options: SessionOptions) {
     this.#o = options
     this.#client = options.client
-    this.#log = options.logger.child({ sessionId: this.id })
+    this.#log = options.logger.child({ sessionId: this.id, ...options.logBindings })
     this.#engine = initialState({ ...options.engine, idPrefix: `${this.id.slice(0, 8)}_` })
     this.#client.on('message', (data, isBinary) => {
       try {

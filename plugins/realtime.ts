@@ -117,7 +117,9 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       client: socket,
       remoteAddress: request.socket.remoteAddress ?? 'unknown',
       // Fastify's logger is pino (the app passes one in); sessions use pino's full API.
-      logger: request.log.child({ traceId: trace.traceId, spanId: trace.spanId, traceFlags: trace.traceFlags }) as unknown as Logger,
+      // One child per session (not request.log's child's child): it lives as long as the session.
+      logger: fastify.log as unknown as Logger,
+      logBindings: { traceId: trace.traceId, spanId: trace.spanId, traceFlags: trace.traceFlags },
       metrics,
       upstreamUrl: options.upstreamUrl,
       apiKey: options.apiKey,
@@ -132,13 +134,13 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       onClosed: (closed) => {
         sessions.delete(closed.id)
         metrics.sessionEnded(closed.summary())
-        request.log.info({ sessionId: closed.id }, 'session ended')
+        fastify.log.info({ sessionId: closed.id }, 'session ended')
         if (sessions.size === 0) lastSessionEnded?.()
       }
     })
     sessions.add(session)
     metrics.sessionStarted()
-    request.log.info({ sessionId: session.id, remoteAddress: request.socket.remoteAddress }, 'session started')
+    fastify.log.info({ sessionId: session.id, remoteAddress: request.socket.remoteAddress }, 'session started')
   })
 
   function refuse (request: FastifyRequest): { status: number, code: string, reason: string, message: string } | undefined {
