@@ -80,6 +80,7 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
     slowClientTimeoutMs: config.slowClientTimeoutMs,
     maxClientMessagesPerSecond: config.maxClientMessagesPerSecond,
     upstreamPingIntervalMs: config.upstreamPingIntervalMs,
+    clientPingIntervalMs: config.clientPingIntervalMs,
     ...(options.engine === undefined ? {} : { engine: options.engine }),
     sessions,
     metrics,

@@ -27,6 +27,8 @@ export interface ProxyConfig {
   maxClientMessagesPerSecond: number
   /** Upstream ping period, ms; an upstream that misses one pong is closed. 0 = no pings. */
   upstreamPingIntervalMs: number
+  /** Client ping period, ms; a client that has not answered the previous ping is gone. 0 = off. */
+  clientPingIntervalMs: number
   /** Upstream WebSocket handshake timeout, ms. */
   upstreamConnectTimeoutMs: number
   /** Drain deadline on SIGTERM, ms. */
@@ -62,6 +64,7 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     slowClientTimeoutMs: integer(env, 'SLOW_CLIENT_TIMEOUT_MS', 10_000, 0, 3_600_000),
     maxClientMessagesPerSecond: integer(env, 'MAX_CLIENT_MESSAGES_PER_SECOND', 100, 0, 1_000_000),
     upstreamPingIntervalMs: integer(env, 'UPSTREAM_PING_INTERVAL_MS', 15_000, 0, 3_600_000),
+    clientPingIntervalMs: integer(env, 'CLIENT_PING_INTERVAL_MS', 30_000, 0, 3_600_000),
     upstreamConnectTimeoutMs: integer(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 25_000, 0, 3_600_000),
     allowedOrigins: list(env.ALLOWED_ORIGINS)

@@ -44,6 +44,8 @@ export interface SessionOptions {
   maxClientMessagesPerSecond?: number
   /** Upstream ping period, ms; an upstream that has not answered the previous ping is dead. 0 = off. */
   upstreamPingIntervalMs?: number
+  /** Client ping period, ms; a client that has not answered the previous ping is gone. 0 = off. */
+  clientPingIntervalMs?: number
   engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
   /** Called once, after both legs are closed. */
   onClosed: (session: Session) => void
@@ -110,8 +112,8 @@ export class Session implements LiveSession {
   #messagesInWindow = 0
   /** When the client's send buffer went over the limit; undefined while it is not. */
   #slowSince: number | undefined
-  #pingTimer: NodeJS.Timeout | undefined
-  #awaitingPong = false
+  #upstreamPing: NodeJS.Timeout | undefined
+  #clientPing: NodeJS.Timeout | undefined
   // Per-response bookkeeping for AgentStartedSpeaking / barge-in.
   #turnAnchor = 0
   #createdAt = new Map<string, number>()
@@ -145,6 +147,12 @@ export class Session implements LiveSession {
     this.#client.on('close', (code, reason) => this.#onClientClose(code, reason.toString()))
     this.#client.on('error', (error) => this.#onClientError(error))
     this.#sendClient({ type: 'Welcome', request_id: this.id })
+    // A client that vanished without a close (a dead network path) would otherwise hold
+    // its session, and its upstream, until the upstream's own limit.
+    this.#clientPing = this.#watchLiveness(this.#client, options.clientPingIntervalMs ?? 0, () => {
+      this.#log.info('client did not answer a ping: dropping the session')
+      this.#client.terminate()
+    })
     this.#connectUpstream()
   }
 
@@ -326,7 +334,11 @@ export class Session implements LiveSession {
       this.#outbox = []
       for (const text of outbox) upstream.send(text)
       if (this.#engine.phase === 'ready') this.#flushHeldAudio()
-      this.#startPing(upstream)
+      const everyMs = this.#o.upstreamPingIntervalMs ?? 0
+      this.#upstreamPing = this.#watchLiveness(upstream, everyMs, () => {
+        this.#upstreamFailed(ErrorCode.upstreamUnresponsive, `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, CloseCode.internal, 'upstream unresponsive')
+        upstream.terminate()
+      })
     })
     upstream.on('message', (data, isBinary) => {
       try {
@@ -682,22 +694,23 @@ export class Session implements LiveSession {
     return true
   }
 
-  /** Liveness: an upstream that stops answering pings (a dead path, a hung server) is given up. */
-  #startPing (upstream: WebSocket): void {
-    const everyMs = this.#o.upstreamPingIntervalMs ?? 0
-    if (everyMs <= 0 || this.#closing) return
-    upstream.on('pong', () => { this.#awaitingPong = false })
-    this.#pingTimer = setInterval(() => {
-      if (this.#awaitingPong) {
-        this.#upstreamFailed(ErrorCode.upstreamUnresponsive, `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, CloseCode.internal, 'upstream unresponsive')
-        upstream.terminate()
+  /** Liveness: a peer that stops answering pings (a dead path, a hung or vanished peer) is given up. */
+  #watchLiveness (socket: WebSocket, everyMs: number, onDead: () => void): NodeJS.Timeout | undefined {
+    if (everyMs <= 0 || this.#closing) return undefined
+    let awaitingPong = false
+    socket.on('pong', () => { awaitingPong = false })
+    const timer = setInterval(() => {
+      if (awaitingPong) {
+        onDead()
         return
       }
-      this.#awaitingPong = true
-      upstream.ping()
+      awaitingPong = true
+      socket.ping()
     }, everyMs)
-    this.#pingTimer.unref()
+    timer.unref()
+    return timer
   }
+
 
   /** Oversized or malformed client frames: ws already closes with 1009/1002; count and log them. */
   #onClientError (error: Error & { code?: string }): void {
@@ -732,7 +745,8 @@ export class Session implements LiveSession {
       this.#feed({ type: 'upstreamClosed', at: performance.now() })
       for (const timer of this.#timers.values()) clearTimeout(timer)
       this.#timers.clear()
-      clearInterval(this.#pingTimer)
+      clearInterval(this.#upstreamPing)
+      clearInterval(this.#clientPing)
       this.#heldAudio = []
       this.#outbox = []
       const upstream = this.#upstream

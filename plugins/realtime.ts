@@ -43,6 +43,8 @@ export interface RealtimeOptions {
   maxClientMessagesPerSecond?: number
   /** Upstream ping period, ms (a missed pong ends the session). 0 = no pings. */
   upstreamPingIntervalMs?: number
+  /** Client ping period, ms; a vanished client is dropped after one unanswered ping. 0 = off. */
+  clientPingIntervalMs?: number
   engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
   /** Shared with the admin plugin; one is created when omitted. */
   sessions?: SessionRegistry
@@ -130,6 +132,7 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       ...(options.slowClientTimeoutMs === undefined ? {} : { slowClientTimeoutMs: options.slowClientTimeoutMs }),
       ...(options.maxClientMessagesPerSecond === undefined ? {} : { maxClientMessagesPerSecond: options.maxClientMessagesPerSecond }),
       ...(options.upstreamPingIntervalMs === undefined ? {} : { upstreamPingIntervalMs: options.upstreamPingIntervalMs }),
+      ...(options.clientPingIntervalMs === undefined ? {} : { clientPingIntervalMs: options.clientPingIntervalMs }),
       ...(options.engine === undefined ? {} : { engine: options.engine }),
       onClosed: (closed) => {
         sessions.delete(closed.id)
