@@ -711,7 +711,6 @@ export class Session implements LiveSession {
     return timer
   }
 
-
   /** Oversized or malformed client frames: ws already closes with 1009/1002; count and log them. */
   #onClientError (error: Error & { code?: string }): void {
     if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.#o.metrics.droppedFrames('client_frame_too_large')
