@@ -23,18 +23,13 @@ import type { SessionFields, UpstreamEvent } from './protocol/openai.js'
 import { ENGINE_EVENT_TYPES, obj, str } from './protocol/openai.js'
 import type { ConnectionDetail, ConnectionSummary, EventDirection, LiveSession, TimelineEvent, TypeCounts, UpstreamState } from './registry.js'
 
-export interface SessionOptions {
-  client: WebSocket
-  remoteAddress: string
-  /** The app's logger; the session logs through one child of it. */
-  logger: Logger
-  /** Bindings for every line of this session (e.g. its trace context). */
-  logBindings?: Record<string, unknown>
-  metrics: ProxyMetrics
-  upstreamUrl: string
-  apiKey: string | undefined
+/** Per-session limits and timings (the README's "Limits" has what a client sees when each trips). */
+export interface SessionLimits {
+  /** Largest upstream frame accepted, bytes. */
   maxUpstreamFrameBytes: number
+  /** Audio held before the session is configured, bytes. */
   maxPendingAudioBytes: number
+  /** Upstream WebSocket handshake timeout, ms. */
   upstreamConnectTimeoutMs: number
   /** Agent audio is dropped while this many bytes wait for a slow client… */
   maxClientBufferedBytes?: number
@@ -46,6 +41,18 @@ export interface SessionOptions {
   upstreamPingIntervalMs?: number
   /** Client ping period, ms; a client that has not answered the previous ping is gone. 0 = off. */
   clientPingIntervalMs?: number
+}
+
+export interface SessionOptions extends SessionLimits {
+  client: WebSocket
+  remoteAddress: string
+  /** The app's logger; the session logs through one child of it. */
+  logger: Logger
+  /** Bindings for every line of this session (e.g. its trace context). */
+  logBindings?: Record<string, unknown>
+  metrics: ProxyMetrics
+  upstreamUrl: string
+  apiKey: string | undefined
   engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
   /** Called once, after both legs are closed. */
   onClosed: (session: Session) => void

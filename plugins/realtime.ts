@@ -16,11 +16,12 @@ import { createMetrics } from '../lib/metrics.js'
 import type { ProxyMetrics } from '../lib/metrics.js'
 import { SessionRegistry } from '../lib/registry.js'
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, Session } from '../lib/session.js'
+import type { SessionLimits } from '../lib/session.js'
 import { traceContextFrom } from '../lib/telemetry.js'
 
 export const CONVERSE_PATH = '/v1/agent/converse'
 
-export interface RealtimeOptions {
+export interface RealtimeOptions extends Partial<SessionLimits> {
   /** Upstream WebSocket URL including `?model=`. */
   upstreamUrl: string
   /** Sent upstream as `Authorization: Bearer …`; never logged. */
@@ -32,19 +33,6 @@ export interface RealtimeOptions {
   /** Sessions this instance accepts at once (503 beyond). */
   maxSessions?: number
   maxClientFrameBytes?: number
-  maxUpstreamFrameBytes?: number
-  maxPendingAudioBytes?: number
-  upstreamConnectTimeoutMs?: number
-  /** Agent audio is dropped while a slow client has this much waiting… */
-  maxClientBufferedBytes?: number
-  /** …and the client is closed once it has stayed that slow this long, ms. */
-  slowClientTimeoutMs?: number
-  /** Text messages per second a client may send; beyond, it is closed. 0 = no limit. */
-  maxClientMessagesPerSecond?: number
-  /** Upstream ping period, ms (a missed pong ends the session). 0 = no pings. */
-  upstreamPingIntervalMs?: number
-  /** Client ping period, ms; a vanished client is dropped after one unanswered ping. 0 = off. */
-  clientPingIntervalMs?: number
   engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
   /** Shared with the admin plugin; one is created when omitted. */
   sessions?: SessionRegistry
@@ -69,6 +57,17 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   const allowedOrigins = options.allowedOrigins ?? []
   const maxSessions = options.maxSessions ?? 1000
   const isAccepting = options.isAccepting ?? (() => true)
+
+  const limits: SessionLimits = {
+    maxUpstreamFrameBytes: options.maxUpstreamFrameBytes ?? 64 * 1024 * 1024,
+    maxPendingAudioBytes: options.maxPendingAudioBytes ?? 2 * 1024 * 1024,
+    upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
+    maxClientBufferedBytes: options.maxClientBufferedBytes,
+    slowClientTimeoutMs: options.slowClientTimeoutMs,
+    maxClientMessagesPerSecond: options.maxClientMessagesPerSecond,
+    upstreamPingIntervalMs: options.upstreamPingIntervalMs,
+    clientPingIntervalMs: options.clientPingIntervalMs
+  }
 
   let lastSessionEnded: (() => void) | undefined
 
@@ -125,15 +124,8 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       metrics,
       upstreamUrl: options.upstreamUrl,
       apiKey: options.apiKey,
-      maxUpstreamFrameBytes: options.maxUpstreamFrameBytes ?? 64 * 1024 * 1024,
-      maxPendingAudioBytes: options.maxPendingAudioBytes ?? 2 * 1024 * 1024,
-      upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
-      ...(options.maxClientBufferedBytes === undefined ? {} : { maxClientBufferedBytes: options.maxClientBufferedBytes }),
-      ...(options.slowClientTimeoutMs === undefined ? {} : { slowClientTimeoutMs: options.slowClientTimeoutMs }),
-      ...(options.maxClientMessagesPerSecond === undefined ? {} : { maxClientMessagesPerSecond: options.maxClientMessagesPerSecond }),
-      ...(options.upstreamPingIntervalMs === undefined ? {} : { upstreamPingIntervalMs: options.upstreamPingIntervalMs }),
-      ...(options.clientPingIntervalMs === undefined ? {} : { clientPingIntervalMs: options.clientPingIntervalMs }),
-      ...(options.engine === undefined ? {} : { engine: options.engine }),
+      ...limits,
+      engine: options.engine,
       onClosed: (closed) => {
         sessions.delete(closed.id)
         metrics.sessionEnded(closed.summary())
