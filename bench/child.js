@@ -55,10 +55,18 @@ function syscalls () {
   }
 }
 
+const INHERITED = /^(BENCH_FROM_SOURCE|BENCH_DIST|NODE_OPTIONS|_TAPJS_.*|TAP_.*)$/
+
+function inherited () {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => INHERITED.test(name)))
+}
+
 /** Forks a bench child with an IPC channel; resolves once it reports ready. */
 export async function startChild (script, env, extraExecArgv = []) {
   const child = fork(new URL(script, import.meta.url), [], {
-    env,
+    // Only what the bench sets, plus what says where the product's modules come from
+    // (and, under tap, its loader's coverage settings).
+    env: { ...inherited(), ...env },
     execArgv: [...process.execArgv, '--expose-gc', ...extraExecArgv],
     // The proxy's JSON log lines go nowhere; a crash still shows on stderr.
     stdio: ['ignore', 'ignore', 'inherit', 'ipc']
