@@ -7,33 +7,39 @@
 
 import t from 'tap'
 import { emptyViolations } from '../../lib/simulator/script.js'
+import type { SimScript } from '../../lib/simulator/index.js'
 import { configuredClient, startProxy } from '../helpers/proxy.js'
 
-t.test('server-VAD auto-response while the inject waits for its item ack: no conflict', async (t) => {
-  const { url, sim } = await startProxy(t, { script: { itemAckDelayMs: 150, chunkIntervalMs: 50 } })
+/** A configured session whose user speaks (server VAD answers on its own) the moment the inject's item is created. */
+async function vadDuringInject (t: Parameters<typeof startProxy>[0], script: Partial<SimScript>) {
+  const { url, sim } = await startProxy(t, { script })
   const client = await configuredClient(url)
   t.teardown(() => client.close())
   const conn = await sim.nextConnection()
-
-  let vadResponse: string | null = null
-  const itemCreate = conn.waitFor('conversation.item.create', () => {
-    // The user speaks while the injected item is not acknowledged yet: VAD answers on its own.
+  const vad: { response: string | null, itemCreate: Promise<unknown> } = { response: null, itemCreate: Promise.resolve() }
+  vad.itemCreate = conn.waitFor('conversation.item.create', () => {
     conn.vadTurn('What time is it?')
-    vadResponse = conn.activeResponseId
+    vad.response = conn.activeResponseId
     return true
   })
+  return { sim, client, conn, vad }
+}
+
+t.test('server-VAD auto-response while the inject waits for its item ack: no conflict', async (t) => {
+  const { sim, client, conn, vad } = await vadDuringInject(t, { itemAckDelayMs: 150, chunkIntervalMs: 50 })
+  const { itemCreate } = vad
   let slotAtCreate: string | null | undefined = 'unset'
   let vadDoneBeforeCreate = false
   const create = conn.waitFor('response.create', () => {
     slotAtCreate = conn.activeResponseId // after processing: the response this create started
-    vadDoneBeforeCreate = conn.sent.some((e) => e.type === 'response.done' && e.response?.id === vadResponse)
+    vadDoneBeforeCreate = conn.sent.some((e) => e.type === 'response.done' && e.response?.id === vad.response)
     return true
   })
   client.send({ type: 'InjectUserMessage', content: 'Tell me the weather' })
   await itemCreate
-  t.type(vadResponse, 'string', 'server VAD started its own response')
+  t.type(vad.response, 'string', 'server VAD started its own response')
   await create
-  t.not(slotAtCreate, vadResponse, 'the proxy\'s response.create was accepted: it started a response of its own')
+  t.not(slotAtCreate, vad.response, 'the proxy\'s response.create was accepted: it started a response of its own')
   t.ok(vadDoneBeforeCreate, 'it waited for the VAD response\'s response.done')
 
   await client.until(() => client.all('AgentAudioDone').length === 2, 'two spoken answers (VAD\'s and the inject\'s)')
@@ -48,17 +54,8 @@ t.test('server-VAD auto-response while the inject waits for its item ack: no con
 t.test('server-VAD auto-response racing the inject\'s response.create: retried after its response.done', async (t) => {
   // The item is acknowledged at once; VAD starts its response in the same instant, so the
   // proxy's create (sent on the ack) is already on the wire: an unavoidable conflict.
-  const { url, sim } = await startProxy(t, { script: { chunkIntervalMs: 50 } })
-  const client = await configuredClient(url)
-  t.teardown(() => client.close())
-  const conn = await sim.nextConnection()
-
-  let vadResponse: string | null = null
-  const itemCreate = conn.waitFor('conversation.item.create', () => {
-    conn.vadTurn('What time is it?')
-    vadResponse = conn.activeResponseId
-    return true
-  })
+  const { sim, client, conn, vad } = await vadDuringInject(t, { chunkIntervalMs: 50 })
+  const { itemCreate } = vad
   let seen = 0
   let slotAtRetry: string | null | undefined = 'unset'
   let vadDoneBeforeRetry = false
@@ -66,7 +63,7 @@ t.test('server-VAD auto-response racing the inject\'s response.create: retried a
     seen++
     if (seen < 2) return false
     slotAtRetry = conn.activeResponseId
-    vadDoneBeforeRetry = conn.sent.some((e) => e.type === 'response.done' && e.response?.id === vadResponse)
+    vadDoneBeforeRetry = conn.sent.some((e) => e.type === 'response.done' && e.response?.id === vad.response)
     return true
   })
   client.send({ type: 'InjectUserMessage', content: 'Tell me the weather' })
@@ -74,7 +71,7 @@ t.test('server-VAD auto-response racing the inject\'s response.create: retried a
   await retry
   const rejected = conn.sent.filter((e) => e.type === 'error' && e.error?.code === 'conversation_already_has_active_response')
   t.equal(rejected.length, 1, 'the first create collided with the VAD response')
-  t.not(slotAtRetry, vadResponse, 'the retry was accepted: it started a response of its own')
+  t.not(slotAtRetry, vad.response, 'the retry was accepted: it started a response of its own')
   t.ok(vadDoneBeforeRetry, 'the retry waited for the VAD response\'s response.done')
 
   await client.until(() => client.all('AgentAudioDone').length === 2, 'two spoken answers (VAD\'s and the inject\'s)')
