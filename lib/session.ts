@@ -295,7 +295,7 @@ export class Session implements LiveSession {
         this.#o.metrics.droppedFrames('audio_before_ready')
         if (!this.#warnedHeldAudio) {
           this.#warnedHeldAudio = true
-          this.#sendClient({ type: 'Warning', code: ErrorCode.audioBufferFull, description: `More than ${this.#o.maxPendingAudioBytes} bytes of audio arrived before the session was configured; later audio is dropped until it is.` })
+          this.#sendClient({ type: 'Warning', code: WarningCode.audioBufferFull, description: `More than ${this.#o.maxPendingAudioBytes} bytes of audio arrived before the session was configured; later audio is dropped until it is.` })
         }
         return
       }

@@ -84,7 +84,6 @@ export type ConfigAck = 'SettingsApplied' | 'PromptUpdated' | 'SpeakUpdated' | '
 /** Error and warning codes this proxy sends. Deepgram's own codes are reused where they fit. */
 export const ErrorCode = {
   unparsable: 'UNPARSABLE_CLIENT_MESSAGE',
-  clientTimeout: 'CLIENT_MESSAGE_TIMEOUT',
   internal: 'INTERNAL_SERVER_ERROR',
   unsupportedAudio: 'UNSUPPORTED_AUDIO_FORMAT',
   settingsInvalid: 'INVALID_SETTINGS',
@@ -99,8 +98,6 @@ export const ErrorCode = {
   clientTooSlow: 'CLIENT_TOO_SLOW',
   responseFailed: 'RESPONSE_FAILED',
   injectNotAcknowledged: 'INJECT_NOT_ACKNOWLEDGED',
-  frameTooLarge: 'FRAME_TOO_LARGE',
-  audioBufferFull: 'AUDIO_BUFFER_FULL',
   tooManyHeldMessages: 'TOO_MANY_PENDING_MESSAGES'
 } as const
 
@@ -111,5 +108,6 @@ export const WarningCode = {
   voiceChangeRefused: 'VOICE_CHANGE_NOT_ALLOWED',
   serverSideFunction: 'SERVER_SIDE_FUNCTION_UNSUPPORTED',
   responseTimeout: 'RESPONSE_TIMEOUT',
-  settingsIgnored: 'SETTING_IGNORED'
+  settingsIgnored: 'SETTING_IGNORED',
+  audioBufferFull: 'AUDIO_BUFFER_FULL'
 } as const
