@@ -37,6 +37,20 @@ export interface ProxyConfig {
   allowedOrigins: string[]
 }
 
+/** Defaults of the limits, shared by `npm start` (through the environment) and the plugin. */
+export const LIMIT_DEFAULTS = {
+  maxSessions: 1000,
+  maxClientFrameBytes: 1024 * 1024,
+  maxUpstreamFrameBytes: 64 * 1024 * 1024,
+  maxPendingAudioBytes: 2 * 1024 * 1024,
+  maxClientBufferedBytes: 4 * 1024 * 1024,
+  slowClientTimeoutMs: 10_000,
+  maxClientMessagesPerSecond: 100,
+  upstreamPingIntervalMs: 15_000,
+  clientPingIntervalMs: 30_000,
+  upstreamConnectTimeoutMs: 10_000
+} as const
+
 export const DEFAULT_REALTIME_URL = 'wss://api.openai.com/v1/realtime'
 export const DEFAULT_MODEL = 'gpt-realtime'
 
@@ -56,16 +70,16 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     adminToken: nonEmpty(env.ADMIN_TOKEN),
     proxyAuthTokens: list(env.PROXY_AUTH_TOKENS),
     logLevel: nonEmpty(env.LOG_LEVEL) ?? 'info',
-    maxSessions: integer(env, 'MAX_SESSIONS', 1000, 1, 1_000_000),
-    maxClientFrameBytes: integer(env, 'MAX_CLIENT_FRAME_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
-    maxUpstreamFrameBytes: integer(env, 'MAX_UPSTREAM_FRAME_BYTES', 64 * 1024 * 1024, 1024 * 1024, 1024 * 1024 * 1024),
-    maxPendingAudioBytes: integer(env, 'MAX_PENDING_AUDIO_BYTES', 2 * 1024 * 1024, 0, 256 * 1024 * 1024),
-    maxClientBufferedBytes: integer(env, 'MAX_CLIENT_BUFFERED_BYTES', 4 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
-    slowClientTimeoutMs: integer(env, 'SLOW_CLIENT_TIMEOUT_MS', 10_000, 0, 3_600_000),
-    maxClientMessagesPerSecond: integer(env, 'MAX_CLIENT_MESSAGES_PER_SECOND', 100, 0, 1_000_000),
-    upstreamPingIntervalMs: integer(env, 'UPSTREAM_PING_INTERVAL_MS', 15_000, 0, 3_600_000),
-    clientPingIntervalMs: integer(env, 'CLIENT_PING_INTERVAL_MS', 30_000, 0, 3_600_000),
-    upstreamConnectTimeoutMs: integer(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000),
+    maxSessions: integer(env, 'MAX_SESSIONS', LIMIT_DEFAULTS.maxSessions, 1, 1_000_000),
+    maxClientFrameBytes: integer(env, 'MAX_CLIENT_FRAME_BYTES', LIMIT_DEFAULTS.maxClientFrameBytes, 1024, 64 * 1024 * 1024),
+    maxUpstreamFrameBytes: integer(env, 'MAX_UPSTREAM_FRAME_BYTES', LIMIT_DEFAULTS.maxUpstreamFrameBytes, 1024 * 1024, 1024 * 1024 * 1024),
+    maxPendingAudioBytes: integer(env, 'MAX_PENDING_AUDIO_BYTES', LIMIT_DEFAULTS.maxPendingAudioBytes, 0, 256 * 1024 * 1024),
+    maxClientBufferedBytes: integer(env, 'MAX_CLIENT_BUFFERED_BYTES', LIMIT_DEFAULTS.maxClientBufferedBytes, 64 * 1024, 1024 * 1024 * 1024),
+    slowClientTimeoutMs: integer(env, 'SLOW_CLIENT_TIMEOUT_MS', LIMIT_DEFAULTS.slowClientTimeoutMs, 0, 3_600_000),
+    maxClientMessagesPerSecond: integer(env, 'MAX_CLIENT_MESSAGES_PER_SECOND', LIMIT_DEFAULTS.maxClientMessagesPerSecond, 0, 1_000_000),
+    upstreamPingIntervalMs: integer(env, 'UPSTREAM_PING_INTERVAL_MS', LIMIT_DEFAULTS.upstreamPingIntervalMs, 0, 3_600_000),
+    clientPingIntervalMs: integer(env, 'CLIENT_PING_INTERVAL_MS', LIMIT_DEFAULTS.clientPingIntervalMs, 0, 3_600_000),
+    upstreamConnectTimeoutMs: integer(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', LIMIT_DEFAULTS.upstreamConnectTimeoutMs, 100, 600_000),
     drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 25_000, 0, 3_600_000),
     allowedOrigins: list(env.ALLOWED_ORIGINS)
   }

@@ -32,15 +32,15 @@ export interface SessionLimits {
   /** Upstream WebSocket handshake timeout, ms. */
   upstreamConnectTimeoutMs: number
   /** Agent audio is dropped while this many bytes wait for a slow client… */
-  maxClientBufferedBytes?: number
+  maxClientBufferedBytes: number
   /** …and the client is closed once it has stayed that slow this long, ms. */
-  slowClientTimeoutMs?: number
+  slowClientTimeoutMs: number
   /** Text messages a client may send per second; beyond, Error and close (a flood). */
-  maxClientMessagesPerSecond?: number
+  maxClientMessagesPerSecond: number
   /** Upstream ping period, ms; an upstream that has not answered the previous ping is dead. 0 = off. */
-  upstreamPingIntervalMs?: number
+  upstreamPingIntervalMs: number
   /** Client ping period, ms; a client that has not answered the previous ping is gone. 0 = off. */
-  clientPingIntervalMs?: number
+  clientPingIntervalMs: number
 }
 
 export interface SessionOptions extends SessionLimits {
@@ -156,7 +156,7 @@ export class Session implements LiveSession {
     this.#sendClient({ type: 'Welcome', request_id: this.id })
     // A client that vanished without a close (a dead network path) would otherwise hold
     // its session, and its upstream, until the upstream's own limit.
-    this.#clientPing = this.#watchLiveness(this.#client, options.clientPingIntervalMs ?? 0, () => {
+    this.#clientPing = this.#watchLiveness(this.#client, options.clientPingIntervalMs, () => {
       this.#log.info('client did not answer a ping: dropping the session')
       this.#client.terminate()
     })
@@ -341,7 +341,7 @@ export class Session implements LiveSession {
       this.#outbox = []
       for (const text of outbox) upstream.send(text)
       if (this.#engine.phase === 'ready') this.#flushHeldAudio()
-      const everyMs = this.#o.upstreamPingIntervalMs ?? 0
+      const everyMs = this.#o.upstreamPingIntervalMs
       this.#upstreamPing = this.#watchLiveness(upstream, everyMs, () => {
         this.#upstreamFailed(ErrorCode.upstreamUnresponsive, `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, CloseCode.internal, 'upstream unresponsive')
         upstream.terminate()
@@ -668,7 +668,7 @@ export class Session implements LiveSession {
 
   /** A client sending more text messages per second than allowed is flooding: Error, then close. */
   #flooding (): boolean {
-    const limit = this.#o.maxClientMessagesPerSecond ?? 0
+    const limit = this.#o.maxClientMessagesPerSecond
     if (limit <= 0) return false
     const now = performance.now()
     if (now - this.#messageWindowStart >= 1000) {
@@ -687,12 +687,12 @@ export class Session implements LiveSession {
    * slow for too long, it is closed.
    */
   #clientBackedUp (): boolean {
-    if (this.#client.bufferedAmount <= (this.#o.maxClientBufferedBytes ?? 4 * 1024 * 1024)) {
+    if (this.#client.bufferedAmount <= this.#o.maxClientBufferedBytes) {
       this.#slowSince = undefined
       return false
     }
     const now = performance.now()
-    const slowForMs = this.#o.slowClientTimeoutMs ?? 10_000
+    const slowForMs = this.#o.slowClientTimeoutMs
     if (this.#slowSince === undefined) this.#slowSince = now
     else if (now - this.#slowSince > slowForMs && !this.#closing) {
       this.#sendClient({ type: 'Error', code: ErrorCode.clientTooSlow, description: `The client did not read agent audio for more than ${slowForMs} ms; the session was closed.` })

@@ -12,6 +12,7 @@ import websocket from '@fastify/websocket'
 import type { Logger } from 'pino'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { EngineOptions } from '../lib/engine.js'
+import { LIMIT_DEFAULTS } from '../lib/config.js'
 import { createMetrics } from '../lib/metrics.js'
 import type { ProxyMetrics } from '../lib/metrics.js'
 import { SessionRegistry } from '../lib/registry.js'
@@ -55,18 +56,19 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   const metrics = options.metrics ?? createMetrics(sessions)
   const tokens = (options.authTokens ?? []).map(digest)
   const allowedOrigins = options.allowedOrigins ?? []
-  const maxSessions = options.maxSessions ?? 1000
+  const maxSessions = options.maxSessions ?? LIMIT_DEFAULTS.maxSessions
   const isAccepting = options.isAccepting ?? (() => true)
 
+  // Unset options take the same defaults as `npm start`.
   const limits: SessionLimits = {
-    maxUpstreamFrameBytes: options.maxUpstreamFrameBytes ?? 64 * 1024 * 1024,
-    maxPendingAudioBytes: options.maxPendingAudioBytes ?? 2 * 1024 * 1024,
-    upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? 10_000,
-    maxClientBufferedBytes: options.maxClientBufferedBytes,
-    slowClientTimeoutMs: options.slowClientTimeoutMs,
-    maxClientMessagesPerSecond: options.maxClientMessagesPerSecond,
-    upstreamPingIntervalMs: options.upstreamPingIntervalMs,
-    clientPingIntervalMs: options.clientPingIntervalMs
+    maxUpstreamFrameBytes: options.maxUpstreamFrameBytes ?? LIMIT_DEFAULTS.maxUpstreamFrameBytes,
+    maxPendingAudioBytes: options.maxPendingAudioBytes ?? LIMIT_DEFAULTS.maxPendingAudioBytes,
+    upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? LIMIT_DEFAULTS.upstreamConnectTimeoutMs,
+    maxClientBufferedBytes: options.maxClientBufferedBytes ?? LIMIT_DEFAULTS.maxClientBufferedBytes,
+    slowClientTimeoutMs: options.slowClientTimeoutMs ?? LIMIT_DEFAULTS.slowClientTimeoutMs,
+    maxClientMessagesPerSecond: options.maxClientMessagesPerSecond ?? LIMIT_DEFAULTS.maxClientMessagesPerSecond,
+    upstreamPingIntervalMs: options.upstreamPingIntervalMs ?? LIMIT_DEFAULTS.upstreamPingIntervalMs,
+    clientPingIntervalMs: options.clientPingIntervalMs ?? LIMIT_DEFAULTS.clientPingIntervalMs
   }
 
   let lastSessionEnded: (() => void) | undefined
@@ -90,7 +92,7 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   if (!fastify.hasDecorator('websocketServer')) {
     await fastify.register(websocket, {
       options: {
-        maxPayload: options.maxClientFrameBytes ?? 1024 * 1024,
+        maxPayload: options.maxClientFrameBytes ?? LIMIT_DEFAULTS.maxClientFrameBytes,
         perMessageDeflate: false,
         // Browsers authenticate with `Sec-WebSocket-Protocol: token, <key>`: select the
         // scheme, never the secret, or the browser aborts the handshake.
