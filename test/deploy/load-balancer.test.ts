@@ -8,7 +8,8 @@
 import t from 'tap'
 import { startSimulator, type SimConnection } from '../../lib/simulator/index.js'
 import { configuredClient, type TestClient } from '../helpers/proxy.js'
-import { buildServer, findNginx, startInstance, startNginx, type Instance } from '../fixtures/deploy-stack.js'
+import { buildServer, startInstance, startNginx, type Instance } from '../fixtures/deploy-stack.js'
+import { NGINX, requireProgram } from '../helpers/system.js'
 
 /** Short, so a drain that never ends fails the test rather than hanging it. */
 const DRAIN_TIMEOUT_MS = 15_000
@@ -21,11 +22,8 @@ interface Opened {
 }
 
 t.test('SIGTERM to one replica behind nginx: new sessions go to the other while the running turn finishes', async (t) => {
-  const nginx = findNginx()
-  if (nginx === undefined) {
-    t.fail('nginx is not installed: the load-balancer test needs the Debian package `nginx` (.ci/run installs it; or `apt-get install nginx`)')
-    return
-  }
+  const nginx = requireProgram(t, NGINX)
+  if (nginx === undefined) return
   const sim = await startSimulator({ port: 0 })
   t.teardown(() => sim.close())
   const root = await buildServer(t)
