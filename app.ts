@@ -7,16 +7,18 @@ import Fastify, { LogController } from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { ProxyConfig } from './lib/config.js'
-import type { EngineOptions } from './lib/engine.js'
+import type { EngineTimings } from './lib/engine/engine.js'
+import { PLUGIN_LIMITS } from './lib/limits.js'
 import { createMetrics } from './lib/metrics.js'
 import type { ProxyMetrics } from './lib/metrics.js'
+import { CloseCode, CloseReason, Refusals } from './lib/protocol/codes.js'
 import { SessionRegistry } from './lib/registry.js'
 import admin from './plugins/admin.js'
 import realtime, { refuseUpgrades } from './plugins/realtime.js'
 
 /** What a client still connected when the drain deadline passes sees. */
-export const DRAIN_CLOSE_CODE = 1012
-export const DRAIN_CLOSE_REASON = 'server restarting: reconnect'
+export const DRAIN_CLOSE_CODE = CloseCode.serviceRestart
+export const DRAIN_CLOSE_REASON = CloseReason.drain
 
 export interface AppOptions {
   config: ProxyConfig
@@ -24,7 +26,7 @@ export interface AppOptions {
   upstreamUrl: string
   logger: Logger
   instanceId?: string
-  engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
+  engine?: EngineTimings
 }
 
 export type Lifecycle = 'starting' | 'ready' | 'draining'
@@ -71,16 +73,7 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
     ...(config.openaiApiKey === undefined ? {} : { apiKey: config.openaiApiKey }),
     authTokens: config.proxyAuthTokens,
     allowedOrigins: config.allowedOrigins,
-    maxSessions: config.maxSessions,
-    maxClientFrameBytes: config.maxClientFrameBytes,
-    maxUpstreamFrameBytes: config.maxUpstreamFrameBytes,
-    maxPendingAudioBytes: config.maxPendingAudioBytes,
-    upstreamConnectTimeoutMs: config.upstreamConnectTimeoutMs,
-    maxClientBufferedBytes: config.maxClientBufferedBytes,
-    slowClientTimeoutMs: config.slowClientTimeoutMs,
-    maxClientMessagesPerSecond: config.maxClientMessagesPerSecond,
-    upstreamPingIntervalMs: config.upstreamPingIntervalMs,
-    clientPingIntervalMs: config.clientPingIntervalMs,
+    ...Object.fromEntries(PLUGIN_LIMITS.map((row) => [row.option, config[row.option]])),
     ...(options.engine === undefined ? {} : { engine: options.engine }),
     sessions,
     metrics,
@@ -100,7 +93,7 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
       if (lifecycle === 'draining') return
       lifecycle = 'draining'
       // An upgrade arriving mid-drain must be answered and destroyed, or close() hangs.
-      refuseUpgrades(app.server, 'DRAINING', 'This instance is draining; connect to another one.')
+      refuseUpgrades(app.server, Refusals.draining.code, Refusals.draining.message)
       app.log.info({ sessions: sessions.size, deadlineMs }, 'draining')
       const deadline = Date.now() + deadlineMs
       while (Date.now() < deadline && [...sessions].some((s) => s.summary().responseInProgress)) {

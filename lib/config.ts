@@ -1,7 +1,11 @@
-// Environment → typed configuration. Names and defaults are the contract in
-// INTERFACE.md; everything after `// Limits` is this project's own tuning.
+// Environment → typed configuration for `npm start`. The variables of the contract
+// (PORT, OPENAI_*, ADMIN_TOKEN, …) are read here; every limit comes from the one table
+// in lib/limits.ts.
 
-export interface ProxyConfig {
+import { limitsFromEnv } from './limits.js'
+import type { Limits } from './limits.js'
+
+export interface ProxyConfig extends Limits {
   port: number
   host: string
   openaiApiKey: string | undefined
@@ -11,45 +15,9 @@ export interface ProxyConfig {
   adminToken: string | undefined
   proxyAuthTokens: string[]
   logLevel: string
-  // Limits
-  maxSessions: number
-  /** Largest client frame accepted, bytes. */
-  maxClientFrameBytes: number
-  /** Largest upstream frame accepted, bytes (OpenAI events can exceed 1 MiB). */
-  maxUpstreamFrameBytes: number
-  /** Audio held before the session is configured, bytes. */
-  maxPendingAudioBytes: number
-  /** Agent audio waiting in a slow client's send buffer beyond which new audio is dropped, bytes. */
-  maxClientBufferedBytes: number
-  /** How long a client may stay over `maxClientBufferedBytes` before it is closed, ms. */
-  slowClientTimeoutMs: number
-  /** Text messages per second a client may send before it is closed as a flood; 0 = no limit. */
-  maxClientMessagesPerSecond: number
-  /** Upstream ping period, ms; an upstream that misses one pong is closed. 0 = no pings. */
-  upstreamPingIntervalMs: number
-  /** Client ping period, ms; a client that has not answered the previous ping is gone. 0 = off. */
-  clientPingIntervalMs: number
-  /** Upstream WebSocket handshake timeout, ms. */
-  upstreamConnectTimeoutMs: number
-  /** Drain deadline on SIGTERM, ms. */
-  drainTimeoutMs: number
   /** Allowed Origin header values for browser clients; empty = any. */
   allowedOrigins: string[]
 }
-
-/** Defaults of the limits, shared by `npm start` (through the environment) and the plugin. */
-export const LIMIT_DEFAULTS = {
-  maxSessions: 1000,
-  maxClientFrameBytes: 1024 * 1024,
-  maxUpstreamFrameBytes: 64 * 1024 * 1024,
-  maxPendingAudioBytes: 2 * 1024 * 1024,
-  maxClientBufferedBytes: 4 * 1024 * 1024,
-  slowClientTimeoutMs: 10_000,
-  maxClientMessagesPerSecond: 100,
-  upstreamPingIntervalMs: 15_000,
-  clientPingIntervalMs: 30_000,
-  upstreamConnectTimeoutMs: 10_000
-} as const
 
 export const DEFAULT_REALTIME_URL = 'wss://api.openai.com/v1/realtime'
 export const DEFAULT_MODEL = 'gpt-realtime'
@@ -62,7 +30,7 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
   const explicitUrl = nonEmpty(env.OPENAI_REALTIME_URL)
   const baseUrl = explicitUrl ?? (openaiApiKey !== undefined ? DEFAULT_REALTIME_URL : undefined)
   return {
-    port: integer(env, 'PORT', 8080, 0, 65535),
+    port: port(env.PORT),
     host: nonEmpty(env.HOST) ?? '0.0.0.0',
     openaiApiKey,
     upstreamUrl: baseUrl === undefined ? undefined : withModel(baseUrl, model),
@@ -70,18 +38,8 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     adminToken: nonEmpty(env.ADMIN_TOKEN),
     proxyAuthTokens: list(env.PROXY_AUTH_TOKENS),
     logLevel: nonEmpty(env.LOG_LEVEL) ?? 'info',
-    maxSessions: integer(env, 'MAX_SESSIONS', LIMIT_DEFAULTS.maxSessions, 1, 1_000_000),
-    maxClientFrameBytes: integer(env, 'MAX_CLIENT_FRAME_BYTES', LIMIT_DEFAULTS.maxClientFrameBytes, 1024, 64 * 1024 * 1024),
-    maxUpstreamFrameBytes: integer(env, 'MAX_UPSTREAM_FRAME_BYTES', LIMIT_DEFAULTS.maxUpstreamFrameBytes, 1024 * 1024, 1024 * 1024 * 1024),
-    maxPendingAudioBytes: integer(env, 'MAX_PENDING_AUDIO_BYTES', LIMIT_DEFAULTS.maxPendingAudioBytes, 0, 256 * 1024 * 1024),
-    maxClientBufferedBytes: integer(env, 'MAX_CLIENT_BUFFERED_BYTES', LIMIT_DEFAULTS.maxClientBufferedBytes, 64 * 1024, 1024 * 1024 * 1024),
-    slowClientTimeoutMs: integer(env, 'SLOW_CLIENT_TIMEOUT_MS', LIMIT_DEFAULTS.slowClientTimeoutMs, 0, 3_600_000),
-    maxClientMessagesPerSecond: integer(env, 'MAX_CLIENT_MESSAGES_PER_SECOND', LIMIT_DEFAULTS.maxClientMessagesPerSecond, 0, 1_000_000),
-    upstreamPingIntervalMs: integer(env, 'UPSTREAM_PING_INTERVAL_MS', LIMIT_DEFAULTS.upstreamPingIntervalMs, 0, 3_600_000),
-    clientPingIntervalMs: integer(env, 'CLIENT_PING_INTERVAL_MS', LIMIT_DEFAULTS.clientPingIntervalMs, 0, 3_600_000),
-    upstreamConnectTimeoutMs: integer(env, 'UPSTREAM_CONNECT_TIMEOUT_MS', LIMIT_DEFAULTS.upstreamConnectTimeoutMs, 100, 600_000),
-    drainTimeoutMs: integer(env, 'DRAIN_TIMEOUT_MS', 25_000, 0, 3_600_000),
-    allowedOrigins: list(env.ALLOWED_ORIGINS)
+    allowedOrigins: list(env.ALLOWED_ORIGINS),
+    ...limitsFromEnv(env)
   }
 }
 
@@ -101,12 +59,10 @@ function list (value: string | undefined): string[] {
   return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
 }
 
-function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = nonEmpty(env[name])
-  if (raw === undefined) return fallback
-  const value = Number(raw)
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`)
-  }
+function port (raw: string | undefined): number {
+  const text = nonEmpty(raw)
+  if (text === undefined) return 8080
+  const value = Number(text)
+  if (!Number.isInteger(value) || value < 0 || value > 65535) throw new Error(`PORT must be an integer from 0 to 65535, got "${text}"`)
   return value
 }

@@ -7,6 +7,7 @@ import type { ClientAudioFormat } from './audio.js'
 import type { ContextMessage, DeepgramFunction, ServerMessage, SettingsMessage, SpeakSettings, ThinkSettings } from './protocol/deepgram.js'
 import { ErrorCode, WarningCode } from './protocol/deepgram.js'
 import type { ConversationItem, FunctionTool, SessionFields, Transcription } from './protocol/openai.js'
+import { isObject } from './protocol/json.js'
 import { assistantText, userText } from './protocol/openai.js'
 
 export class SettingsError extends Error {
@@ -148,8 +149,4 @@ function contextItems (messages: unknown): ConversationItem[] {
     }
   }
   return items
-}
-
-export function isObject (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }

@@ -2,7 +2,9 @@
 // sessions) and the admin API (which reads and closes them). Field names here are
 // the public contract of INTERFACE.md: ConnectionSummary / ConnectionDetail.
 
-export type SessionPhase = 'awaiting_settings' | 'configuring' | 'ready' | 'closing'
+import type { EnginePhase } from './engine/engine.js'
+
+export type SessionPhase = EnginePhase
 export type UpstreamState = 'connecting' | 'open' | 'closed'
 export type EventDirection = 'client->proxy' | 'proxy->upstream' | 'upstream->proxy' | 'proxy->client'
 

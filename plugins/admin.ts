@@ -3,13 +3,14 @@
 // these routes only. `/connections*` need the admin token when one is set, or
 // a loopback client when not; the other routes are open (probes and scrapers).
 
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { STATUS_CODES } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ProxyMetrics } from '../lib/metrics.js'
+import { CloseCode, CloseReason } from '../lib/protocol/codes.js'
 import type { SessionRegistry } from '../lib/registry.js'
+import { digest, matchesAny } from '../lib/secrets.js'
 
 export interface AdminOptions {
   sessions: SessionRegistry
@@ -24,8 +25,8 @@ export interface AdminOptions {
 }
 
 /** What a session closed through `DELETE /connections/:id` sends its client. */
-export const ADMIN_CLOSE_CODE = 1000
-export const ADMIN_CLOSE_REASON = 'closed by admin'
+export const ADMIN_CLOSE_CODE = CloseCode.normal
+export const ADMIN_CLOSE_REASON = CloseReason.admin
 
 export const AdminUnauthorizedError = createError('ADMIN_UNAUTHORIZED', 'Admin routes need "Authorization: Bearer <ADMIN_TOKEN>"', 401)
 export const AdminForbiddenError = createError('ADMIN_FORBIDDEN', 'Admin routes answer loopback clients only while ADMIN_TOKEN is unset', 403)
@@ -95,14 +96,14 @@ function validated (options: AdminOptions): AdminOptions {
 
 /** Requires the admin bearer token, compared in constant time over digests so its length stays private. */
 function bearer (token: string) {
-  const expected = digest(token)
+  const expected = [digest(token)]
   return async function requireAdminToken (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const presented = /^Bearer[ \t]+(.*?)[ \t]*$/i.exec(request.headers.authorization ?? '')?.[1]
     if (presented === undefined || presented === '') {
       reply.header('WWW-Authenticate', 'Bearer realm="admin"')
       throw new AdminUnauthorizedError()
     }
-    if (!timingSafeEqual(digest(presented), expected)) {
+    if (!matchesAny(presented, expected)) {
       reply.header('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"')
       throw new AdminUnauthorizedError()
     }
@@ -118,10 +119,6 @@ export function isLoopback (address: string | undefined): boolean {
   if (address === undefined) return false
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address
   return v4.startsWith('127.') || address === '::1'
-}
-
-function digest (value: string): Buffer {
-  return createHash('sha256').update(value).digest()
 }
 
 /** Stable error bodies for these routes, whatever error handler the app sets elsewhere. */

@@ -4,25 +4,28 @@
 //   await app.register(realtime, { upstreamUrl, apiKey })
 //
 // Client auth, Origin checks, the session limit and draining are decided before the
-// upgrade (HTTP 401/403/503), so a refused client never gets a WebSocket.
+// upgrade (HTTP 401/403/503), so a refused client never gets a WebSocket. Every option
+// is checked at registration; the limits and their defaults are lib/limits.ts.
 
-import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, Server } from 'node:http'
 import websocket from '@fastify/websocket'
 import type { Logger } from 'pino'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import type { EngineOptions } from '../lib/engine.js'
-import { LIMIT_DEFAULTS } from '../lib/config.js'
+import type { EngineTimings } from '../lib/engine/engine.js'
+import { LIMIT_DEFAULTS, PLUGIN_LIMITS, limitProblem } from '../lib/limits.js'
+import type { PluginLimits } from '../lib/limits.js'
 import { createMetrics } from '../lib/metrics.js'
 import type { ProxyMetrics } from '../lib/metrics.js'
+import { CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_TIMEOUT_OPTION, CloseCode, CloseReason, Refusals } from '../lib/protocol/codes.js'
+import type { Refusal } from '../lib/protocol/codes.js'
 import { SessionRegistry } from '../lib/registry.js'
-import { CLOSE_HANDSHAKE_TIMEOUT_MS, Session } from '../lib/session.js'
-import type { SessionLimits } from '../lib/session.js'
+import { digest, matchesAny } from '../lib/secrets.js'
+import { Session } from '../lib/session.js'
 import { traceContextFrom } from '../lib/telemetry.js'
 
 export const CONVERSE_PATH = '/v1/agent/converse'
 
-export interface RealtimeOptions extends Partial<SessionLimits> {
+export interface RealtimeOptions extends Partial<PluginLimits> {
   /** Upstream WebSocket URL including `?model=`. */
   upstreamUrl: string
   /** Sent upstream as `Authorization: Bearer …`; never logged. */
@@ -31,10 +34,8 @@ export interface RealtimeOptions extends Partial<SessionLimits> {
   authTokens?: string[]
   /** Allowed `Origin` values for browser clients; empty = any. */
   allowedOrigins?: string[]
-  /** Sessions this instance accepts at once (503 beyond). */
-  maxSessions?: number
-  maxClientFrameBytes?: number
-  engine?: Partial<Omit<EngineOptions, 'idPrefix'>>
+  /** Watchdog timings of the turn engine. */
+  engine?: EngineTimings
   /** Shared with the admin plugin; one is created when omitted. */
   sessions?: SessionRegistry
   metrics?: ProxyMetrics
@@ -45,31 +46,20 @@ export interface RealtimeOptions extends Partial<SessionLimits> {
 const AUTH_SCHEMES = ['token', 'bearer']
 
 /** What a client sees when the server shuts down under it. */
-export const SHUTDOWN_CLOSE_CODE = 1001
-export const SHUTDOWN_CLOSE_REASON = 'server shutting down'
+export const SHUTDOWN_CLOSE_CODE = CloseCode.goingAway
+export const SHUTDOWN_CLOSE_REASON = CloseReason.shutdown
 
 const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) => {
-  if (typeof options.upstreamUrl !== 'string' || !/^wss?:\/\//.test(options.upstreamUrl)) {
-    throw new Error('realtime plugin: pass `upstreamUrl`, the OpenAI Realtime WebSocket URL (ws:// or wss://)')
-  }
+  checkOptions(options)
   const sessions = options.sessions ?? new SessionRegistry()
   const metrics = options.metrics ?? createMetrics(sessions)
   const tokens = (options.authTokens ?? []).map(digest)
   const allowedOrigins = options.allowedOrigins ?? []
-  const maxSessions = options.maxSessions ?? LIMIT_DEFAULTS.maxSessions
   const isAccepting = options.isAccepting ?? (() => true)
-
   // Unset options take the same defaults as `npm start`.
-  const limits: SessionLimits = {
-    maxUpstreamFrameBytes: options.maxUpstreamFrameBytes ?? LIMIT_DEFAULTS.maxUpstreamFrameBytes,
-    maxPendingAudioBytes: options.maxPendingAudioBytes ?? LIMIT_DEFAULTS.maxPendingAudioBytes,
-    upstreamConnectTimeoutMs: options.upstreamConnectTimeoutMs ?? LIMIT_DEFAULTS.upstreamConnectTimeoutMs,
-    maxClientBufferedBytes: options.maxClientBufferedBytes ?? LIMIT_DEFAULTS.maxClientBufferedBytes,
-    slowClientTimeoutMs: options.slowClientTimeoutMs ?? LIMIT_DEFAULTS.slowClientTimeoutMs,
-    maxClientMessagesPerSecond: options.maxClientMessagesPerSecond ?? LIMIT_DEFAULTS.maxClientMessagesPerSecond,
-    upstreamPingIntervalMs: options.upstreamPingIntervalMs ?? LIMIT_DEFAULTS.upstreamPingIntervalMs,
-    clientPingIntervalMs: options.clientPingIntervalMs ?? LIMIT_DEFAULTS.clientPingIntervalMs
-  }
+  const limits = { ...LIMIT_DEFAULTS }
+  for (const row of PLUGIN_LIMITS) limits[row.option] = options[row.option] ?? row.default
+  const { maxSessions, maxClientFrameBytes, ...sessionLimits } = limits
 
   let lastSessionEnded: (() => void) | undefined
 
@@ -80,7 +70,7 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
    * the close handshake timeout bounds that wait.
    */
   async function closeSessions (): Promise<void> {
-    refuseUpgrades(fastify.server, 'SHUTTING_DOWN', 'This instance is shutting down; connect to another one.')
+    refuseUpgrades(fastify.server, Refusals.shuttingDown.code, Refusals.shuttingDown.message)
     for (const session of sessions) session.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_CLOSE_REASON)
     if (sessions.size === 0) return
     await new Promise<void>((resolve) => {
@@ -92,12 +82,12 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   if (!fastify.hasDecorator('websocketServer')) {
     await fastify.register(websocket, {
       options: {
-        maxPayload: options.maxClientFrameBytes ?? LIMIT_DEFAULTS.maxClientFrameBytes,
+        maxPayload: maxClientFrameBytes,
         perMessageDeflate: false,
         // Browsers authenticate with `Sec-WebSocket-Protocol: token, <key>`: select the
         // scheme, never the secret, or the browser aborts the handshake.
         handleProtocols: (protocols: Set<string>) => AUTH_SCHEMES.find((scheme) => protocols.has(scheme)) ?? false,
-        ...{ closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS } // not in @types/ws 8.18
+        ...CLOSE_TIMEOUT_OPTION
       },
       preClose: closeSessions
     })
@@ -126,7 +116,7 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       metrics,
       upstreamUrl: options.upstreamUrl,
       apiKey: options.apiKey,
-      ...limits,
+      ...sessionLimits,
       engine: options.engine,
       onClosed: (closed) => {
         sessions.delete(closed.id)
@@ -140,20 +130,48 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
     fastify.log.info({ sessionId: session.id, remoteAddress: request.socket.remoteAddress }, 'session started')
   })
 
-  function refuse (request: FastifyRequest): { status: number, code: string, reason: string, message: string } | undefined {
-    if (!isAccepting()) return { status: 503, code: 'DRAINING', reason: 'draining', message: 'This instance is draining; connect to another one.' }
+  function refuse (request: FastifyRequest): Refusal | undefined {
+    if (!isAccepting()) return Refusals.draining
     const origin = request.headers.origin
-    if (allowedOrigins.length > 0 && origin !== undefined && !allowedOrigins.includes(origin)) {
-      return { status: 403, code: 'ORIGIN_NOT_ALLOWED', reason: 'origin', message: 'This Origin may not connect.' }
-    }
-    if (tokens.length > 0 && !presentsValidToken(request.raw, tokens)) {
-      return { status: 401, code: 'UNAUTHORIZED', reason: 'auth', message: 'Missing or invalid token: send "Authorization: Token <token>", the subprotocols "token, <token>", or ?token=<token>.' }
-    }
-    if (sessions.size >= maxSessions) {
-      return { status: 503, code: 'TOO_MANY_SESSIONS', reason: 'max_sessions', message: `This instance already serves ${maxSessions} sessions; try again later or another instance.` }
-    }
+    if (allowedOrigins.length > 0 && origin !== undefined && !allowedOrigins.includes(origin)) return Refusals.origin
+    if (tokens.length > 0 && !presentsValidToken(request.raw, tokens)) return Refusals.auth
+    if (sessions.size >= maxSessions) return Refusals.tooManySessions(maxSessions)
     return undefined
   }
+}
+
+/** Every option checked at registration, with a message that says what to pass. */
+function checkOptions (options: RealtimeOptions): void {
+  const problems: string[] = []
+  if (typeof options.upstreamUrl !== 'string' || !/^wss?:\/\//.test(options.upstreamUrl)) {
+    problems.push('`upstreamUrl`, the OpenAI Realtime WebSocket URL (ws:// or wss://)')
+  }
+  if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey === '')) problems.push('`apiKey` as a non-empty string, or leave it out')
+  for (const name of ['authTokens', 'allowedOrigins'] as const) {
+    const value = options[name]
+    if (value !== undefined && (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item !== ''))) {
+      problems.push(`\`${name}\` as an array of non-empty strings`)
+    }
+  }
+  for (const row of PLUGIN_LIMITS) {
+    const value = options[row.option]
+    if (value === undefined) continue
+    const problem = limitProblem(row, value)
+    if (problem !== undefined) problems.push(`\`${row.option}\` as ${problem}`)
+  }
+  if (options.engine !== undefined) {
+    if (typeof options.engine !== 'object' || options.engine === null) {
+      problems.push('`engine` as an object of watchdog timings ({ createAckMs, responseMaxMs, … })')
+    } else {
+      for (const [name, value] of Object.entries(options.engine)) {
+        if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) problems.push(`\`engine.${name}\` as a non-negative integer`)
+      }
+    }
+  }
+  if (options.sessions !== undefined && !(options.sessions instanceof SessionRegistry)) problems.push('`sessions` as a SessionRegistry (shared with the admin plugin), or leave it out')
+  if (options.metrics !== undefined && typeof options.metrics?.registry?.metrics !== 'function') problems.push('`metrics` from createMetrics, or leave it out')
+  if (options.isAccepting !== undefined && typeof options.isAccepting !== 'function') problems.push('`isAccepting` as a function returning a boolean')
+  if (problems.length > 0) throw new TypeError(`realtime plugin: pass ${problems.join('; ')}`)
 }
 
 /**
@@ -186,14 +204,7 @@ export function clientToken (request: IncomingMessage): string | undefined {
 
 function presentsValidToken (request: IncomingMessage, tokens: Buffer[]): boolean {
   const presented = clientToken(request)
-  if (presented === undefined) return false
-  const candidate = digest(presented)
-  // Every token compared, in constant time, whatever matches.
-  return tokens.reduce((ok, token) => timingSafeEqual(token, candidate) || ok, false)
-}
-
-function digest (value: string): Buffer {
-  return createHash('sha256').update(value).digest()
+  return presented !== undefined && matchesAny(presented, tokens)
 }
 
 export default realtime

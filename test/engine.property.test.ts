@@ -26,19 +26,10 @@
 
 import fc from 'fast-check'
 import t from 'tap'
-import {
-  activeResponseId,
-  initialState,
-  pendingCounts,
-  responseInProgress,
-  step,
-  type Command,
-  type EngineInput,
-  type EngineState,
-  type InjectBehavior
-} from '../lib/engine.js'
+import { TurnEngine, type Creating, type EngineState } from '../lib/engine/engine.js'
+import { ENGINE_EVENT_TYPES, timerKey, type Command, type EngineInput, type InjectBehavior, type Timer } from '../lib/engine/io.js'
 import { WarningCode, type ConfigAck, type ServerMessage } from '../lib/protocol/deepgram.js'
-import { ENGINE_EVENT_TYPES, assistantText, userText, type ConversationItem, type FunctionTool, type SessionFields } from '../lib/protocol/openai.js'
+import { assistantText, userText, type ConversationItem, type FunctionTool, type SessionFields } from '../lib/protocol/openai.js'
 import { UPSTREAM_MESSAGE_MARK, UpstreamModel, prng } from './helpers/upstream-model.js'
 
 const NUM_RUNS = 10_000
@@ -176,12 +167,12 @@ function isAck (type: string): type is ConfigAck {
 const totals = { duplicateAnswers: 0, runs: 0, steps: 0, creates: 0, raceConflicts: 0, raceUpdates: 0, responsesDone: 0, functionCalls: 0, cancels: 0, closes: 0 }
 
 class World {
-  state: EngineState
+  readonly engine: TurnEngine
   readonly model: UpstreamModel
   readonly failures: string[] = []
   readonly trace: string[] = []
-  /** Timers the engine has set and not cleared, in the order set. */
-  readonly timers = new Set<string>()
+  /** Timers the engine has set and not cleared, by key, in the order set. */
+  readonly timers = new Map<string, Timer>()
   private at = 0
   closed = false
 
@@ -209,10 +200,14 @@ class World {
   private readonly cancelOwed = new Set<string>()
 
   constructor (schedule: Schedule) {
-    this.state = initialState({ idPrefix: 'x_' })
+    this.engine = new TurnEngine({ idPrefix: 'x_' })
     this.model = new UpstreamModel(prng(0))
     this.greeting = schedule.greeting !== null
     this.feedAll = schedule.feedAll
+  }
+
+  get state (): Readonly<EngineState> {
+    return this.engine.state
   }
 
   fail (what: string): void {
@@ -226,22 +221,21 @@ class World {
     this.at += 7
     const full = { ...input, at: this.at } as EngineInput
     this.trace.push(`→ ${describeInput(full)}`)
-    let result: [EngineState, Command[]]
+    // A SpeakUpdated dropped after it was queued (the agent spoke meanwhile, or the
+    // upstream refused the voice) is answered by the VOICE_CHANGE_NOT_ALLOWED Warning.
+    const speakWaiting = (s: Readonly<EngineState>): number => [...s.pendingAcks, ...(s.inflightUpdate?.acks ?? [])].filter((ack) => ack === 'SpeakUpdated').length
+    const speakBefore = speakWaiting(this.state)
+    let cmds: Command[]
     try {
-      result = step(this.state, full)
+      cmds = this.engine.step(full)
     } catch (err) {
       this.fail(`engine threw on ${input.type}: ${(err as Error).stack ?? String(err)}`)
       return []
     }
-    const [next, cmds] = result
-    // A SpeakUpdated dropped after it was queued (the agent spoke meanwhile, or the
-    // upstream refused the voice) is answered by the VOICE_CHANGE_NOT_ALLOWED Warning.
-    const speakWaiting = (s: EngineState): number => [...s.pendingAcks, ...(s.inflightUpdate?.acks ?? [])].filter((ack) => ack === 'SpeakUpdated').length
     const speakAcked = clientOf(cmds, 'SpeakUpdated').length
-    const speakDropped = speakWaiting(this.state) - speakWaiting(next) - speakAcked
+    const speakDropped = speakBefore - speakWaiting(this.state) - speakAcked
     const voiceRefused = clientOf(cmds, 'Warning').some((m) => m.type === 'Warning' && m.code === WarningCode.voiceChangeRefused)
     if (speakDropped > 0 && voiceRefused) this.configOtherwise += speakDropped
-    this.state = next
     totals.steps++
     if (this.closed && cmds.length > 0) this.fail(`commands after the session closed: ${JSON.stringify(cmds)}`)
     for (const cmd of cmds) {
@@ -255,11 +249,11 @@ class World {
           this.told(cmd.message)
           break
         case 'setTimer':
-          this.timers.delete(cmd.name)
-          this.timers.add(cmd.name)
+          this.timers.delete(timerKey(cmd.timer))
+          this.timers.set(timerKey(cmd.timer), cmd.timer)
           break
         case 'clearTimer':
-          this.timers.delete(cmd.name)
+          this.timers.delete(timerKey(cmd.timer))
           break
         case 'close':
           this.closed = true
@@ -274,7 +268,7 @@ class World {
   private sent (event: UpEvent): void {
     if (event.type === 'response.create') {
       totals.creates++
-      const purpose = this.state.sent[event.event_id]
+      const purpose = this.state.sent.get(event.event_id)
       if (purpose?.kind !== 'create') {
         this.fail(`response.create ${event.event_id} not remembered as a create`)
       } else {
@@ -297,7 +291,7 @@ class World {
     if (event.type === 'conversation.item.create') {
       const item = rec(event.item)
       // An injected user message: the engine awaits its ack (context items have ids too).
-      if (typeof item?.id === 'string' && item.role === 'user' && this.state.awaitingItems[item.id] === true) {
+      if (typeof item?.id === 'string' && item.role === 'user' && this.state.awaitingItems.has(item.id)) {
         this.injectItems.set(item.id, 'awaiting')
         this.itemEvents.set(item.id, event.event_id)
       }
@@ -393,7 +387,7 @@ class World {
 
   private configure (intent: Extract<Intent, { k: 'configure' }>): void {
     const input = configureInput(intent)
-    const before = pendingCounts(this.state).sessionUpdate
+    const before = this.engine.pending.sessionUpdate
     const phase = this.state.phase
     if (phase === 'awaiting_settings') this.heldAsks.push(intent.ack)
     else this.configAsked.push(intent.ack)
@@ -402,13 +396,14 @@ class World {
     const refusedVoice = clientOf(cmds, 'Warning').some((m) => m.type === 'Warning' && m.code === WarningCode.voiceChangeRefused)
     const acked = cmds.some((c) => c.kind === 'client' && isAck(c.message.type))
     // A voice-only change after the agent spoke is answered by the Warning alone.
-    if (refusedVoice && !acked && pendingCounts(this.state).sessionUpdate === before) this.configOtherwise++
+    if (refusedVoice && !acked && this.engine.pending.sessionUpdate === before) this.configOtherwise++
     this.checkQuiescent()
   }
 
   private injectAgent (behavior: InjectBehavior, v: number): void {
-    const prev = this.state
-    const idle = prev.phase === 'ready' && !responseInProgress(prev) && prev.queue.length === 0 &&
+    const phase = this.state.phase
+    const creating = this.state.slot.creating
+    const idle = phase === 'ready' && !this.engine.responseInProgress && this.state.queue.length === 0 &&
       this.model.outbox.length === 0 && this.model.activeResponse === null && !this.model.userSpeaking
     const active = this.model.activeResponse
     this.owed.inject_agent_message++
@@ -416,24 +411,24 @@ class World {
     const refused = clientOf(cmds, 'InjectionRefused').length > 0
     if (refused && behavior !== 'refuse') this.fail(`InjectAgentMessage with behavior "${behavior}" was refused`)
     if (refused && idle) this.fail('InjectAgentMessage refused although nothing was going on')
-    if (behavior === 'interrupt' && prev.phase === 'ready') this.expectCancel(active, prev)
+    if (behavior === 'interrupt' && phase === 'ready') this.expectCancel(active, creating)
     this.checkQuiescent()
   }
 
   private cancel (): void {
-    const prev = this.state
+    const creating = this.state.slot.creating
     const active = this.model.activeResponse
     this.feed({ type: 'cancel' })
-    this.expectCancel(active, prev)
+    this.expectCancel(active, creating)
     this.checkQuiescent()
   }
 
   /** After a cancel: the running response the engine knows of is cancelled now, ours not yet announced once announced. */
-  private expectCancel (active: UpstreamModel['activeResponse'], prev: EngineState): void {
+  private expectCancel (active: UpstreamModel['activeResponse'], creating: Creating | null): void {
     if (active === null || this.closed) return
     if (this.model.createdDelivered(active.id)) {
       if (!this.cancelSent.has(active.id)) this.fail(`cancel: no response.cancel for the running response ${active.id}`)
-    } else if (active.origin === 'client' && prev.inflightCreate?.eventId === active.createEventId) {
+    } else if (active.origin === 'client' && creating?.eventId === active.createEventId) {
       this.cancelOwed.add(active.id)
     }
   }
@@ -496,7 +491,8 @@ class World {
     if (this.closed) return false
     const event = this.model.deliver()
     if (event === undefined) return false
-    const prev = this.state
+    const prevUpdate = this.state.inflightUpdate
+    const prevCreating = this.state.slot.creating
     const response = rec(event.response)
     const responseId = typeof response?.id === 'string' ? response.id : undefined
     const error = rec(event.error)
@@ -518,10 +514,10 @@ class World {
       for (const [itemId, eventId] of this.itemEvents) {
         if (eventId === errorEventId && this.injectItems.get(itemId) === 'awaiting') this.injectItems.set(itemId, 'failed')
       }
-      const purpose = prev.sent[errorEventId]
+      const purpose = this.state.sent.get(errorEventId)
       // A refused create is owed again, unless the client cancelled it before it started
       // (an interrupt): then it is answered by that cancel, like a created-then-cancelled one.
-      const cancelledBeforeStart = prev.inflightCreate?.eventId === errorEventId && prev.inflightCreate?.cancelOnCreate === true
+      const cancelledBeforeStart = prevCreating?.eventId === errorEventId && prevCreating?.cancelOnCreate === true
       if (purpose?.kind === 'create' && error?.code === CONFLICT && !cancelledBeforeStart) credited = purpose.request.reasons
       for (const reason of credited) if (reason in this.owed) this.owed[reason as Reason]++
     }
@@ -543,8 +539,8 @@ class World {
       // Retries exhausted: the Error is the answer, no retry will come.
       for (const reason of credited) if (reason in this.owed) this.owed[reason as Reason]--
     }
-    if (event.type === 'error' && errorEventId !== undefined && errorEventId === prev.inflightUpdate?.eventId && error?.code !== 'cannot_update_voice') {
-      this.configOtherwise += prev.inflightUpdate.acks.length
+    if (event.type === 'error' && errorEventId !== undefined && errorEventId === prevUpdate?.eventId && error?.code !== 'cannot_update_voice') {
+      this.configOtherwise += prevUpdate.acks.length
     }
     if (event.type === 'response.created' && responseId !== undefined && this.cancelOwed.delete(responseId)) {
       if (!this.cancelSent.has(responseId) && this.model.isActive(responseId)) this.fail(`cancel before response.created: ${responseId} was not cancelled when it was announced`)
@@ -562,45 +558,38 @@ class World {
    * With `stuckOnly`, only timers that must fire for the system to settle.
    */
   fireTimer (pick: number, stuckOnly: boolean): boolean {
-    const legal = [...this.timers].filter((name) => this.timerLegal(name, stuckOnly))
+    const legal = [...this.timers].filter(([, timer]) => this.timerLegal(timer, stuckOnly))
     if (legal.length === 0) return false
-    const name = legal[pick % legal.length] as string
-    const [kind, ...rest] = name.split(':')
-    const key = rest.join(':')
-    const prev = this.state
-    if (kind === 'item' && this.injectItems.get(key) === 'awaiting') this.injectItems.set(key, 'failed')
-    if (kind === 'cancel') {
-      this.abandoned.add(key)
-      this.creditFollowUp(key)
+    const [key, timer] = legal[pick % legal.length] as [string, Timer]
+    const update = this.state.inflightUpdate
+    if (timer.kind === 'itemAck' && this.injectItems.get(timer.itemId) === 'awaiting') this.injectItems.set(timer.itemId, 'failed')
+    if (timer.kind === 'cancelGrace') {
+      this.abandoned.add(timer.responseKey)
+      this.creditFollowUp(timer.responseKey)
     }
-    this.timers.delete(name)
-    this.trace.push(`  (timer ${name} fires)`)
-    this.feed({ type: 'timer', name })
-    if (kind === 'update' && prev.inflightUpdate?.eventId === key) this.configOtherwise += prev.inflightUpdate.acks.length
+    this.timers.delete(key)
+    this.trace.push(`  (timer ${key} fires)`)
+    this.feed({ type: 'timer', timer })
+    if (timer.kind === 'updateAck' && update?.eventId === timer.eventId) this.configOtherwise += update.acks.length
     this.checkQuiescent()
     return true
   }
 
-  private timerLegal (name: string, stuckOnly: boolean): boolean {
-    const [kind, ...rest] = name.split(':')
-    const key = rest.join(':')
-    switch (kind) {
-      case 'create': {
-        if (this.model.wasLost(key)) return true
+  private timerLegal (timer: Timer, stuckOnly: boolean): boolean {
+    switch (timer.kind) {
+      case 'createAck': {
+        if (this.model.wasLost(timer.eventId)) return true
         if (stuckOnly) return false
-        const response = this.model.responseForCreate(key)
+        const response = this.model.responseForCreate(timer.eventId)
         return response === undefined || !this.model.isActive(response)
       }
-      case 'update': return this.model.wasLost(key) || (!stuckOnly && this.model.wasRefused(key))
-      case 'item': {
-        const eventId = this.itemEvents.get(key)
+      case 'updateAck': return this.model.wasLost(timer.eventId) || (!stuckOnly && this.model.wasRefused(timer.eventId))
+      case 'itemAck': {
+        const eventId = this.itemEvents.get(timer.itemId)
         return !stuckOnly || (eventId !== undefined && this.model.wasLost(eventId))
       }
-      case 'response': return !stuckOnly
-      case 'cancel': return !this.model.isActive(key)
-      default:
-        this.fail(`unknown timer ${name}`)
-        return false
+      case 'responseDeadline': return !stuckOnly
+      case 'cancelGrace': return !this.model.isActive(timer.responseKey)
     }
   }
 
@@ -616,13 +605,13 @@ class World {
   private checkQuiescent (): void {
     if (this.closed || this.model.outbox.length > 0) return
     const active = this.model.activeResponse
-    const inflight = this.state.inflightCreate
+    const inflight = this.state.slot.creating
     const expected = active !== null || (inflight !== null && this.model.wasLost(inflight.eventId))
-    if (responseInProgress(this.state) !== expected) {
+    if (this.engine.responseInProgress !== expected) {
       this.fail(`quiescent: responseInProgress is ${String(!expected)} but the upstream ${active === null ? 'has no active response' : `runs ${active.id}`}`)
     }
-    if (active !== null && activeResponseId(this.state) !== active.id) {
-      this.fail(`quiescent: activeResponseId is ${String(activeResponseId(this.state))}, upstream runs ${active.id}`)
+    if (active !== null && this.engine.activeResponseId !== active.id) {
+      this.fail(`quiescent: activeResponseId is ${String(this.engine.activeResponseId)}, upstream runs ${active.id}`)
     }
   }
 
@@ -656,10 +645,10 @@ class World {
     totals.raceUpdates += this.model.raceUpdates
     this.checkAlways()
     if (this.closed) return
-    if (responseInProgress(this.state)) this.fail('settled: the engine still thinks a response is in progress')
-    const pending = pendingCounts(this.state)
+    if (this.engine.responseInProgress) this.fail('settled: the engine still thinks a response is in progress')
+    const pending = this.engine.pending
     if (pending.responseCreate + pending.sessionUpdate + pending.functionCalls > 0) this.fail(`settled: still pending ${JSON.stringify(pending)}`)
-    if (Object.keys(this.state.awaitingItems).length > 0) this.fail('settled: injected items still awaited')
+    if (this.state.awaitingItems.size > 0) this.fail('settled: injected items still awaited')
     for (const reason of REASONS) {
       if (this.owed[reason] !== 0) this.fail(`settled: ${this.owed[reason]} response(s) wanted for "${reason}" never created`)
     }
@@ -697,7 +686,7 @@ function describeInput (input: EngineInput): string {
     case 'configure': return `configure ${input.ack} ${JSON.stringify(input.fields)}`
     case 'injectAgent': return `InjectAgentMessage ${input.behavior}`
     case 'functionResult': return `FunctionCallResponse ${input.callId}`
-    case 'timer': return `timer ${input.name}`
+    case 'timer': return `timer ${timerKey(input.timer)}`
     default: return input.type
   }
 }

@@ -3,18 +3,8 @@
 // shaped like OpenAI Realtime GA server events.
 
 import t from 'tap'
-import {
-  activeResponseId,
-  initialState,
-  pendingCounts,
-  responseInProgress,
-  sayExactly,
-  step,
-  type Command,
-  type EngineInput,
-  type EngineOptions,
-  type EngineState
-} from '../lib/engine.js'
+import { TurnEngine, sayExactly, type EngineOptions, type EngineState } from '../lib/engine/engine.js'
+import { timerKey, type Command, type EngineInput, type Timer } from '../lib/engine/io.js'
 import { ErrorCode, WarningCode, type ServerMessage } from '../lib/protocol/deepgram.js'
 import { assistantText, userText, type ConversationItem, type SessionFields } from '../lib/protocol/openai.js'
 
@@ -31,8 +21,24 @@ function client (cmds: Command[], type?: string): ServerMessage[] {
   return cmds.flatMap((c) => c.kind === 'client' && (type === undefined || c.message.type === type) ? [c.message] : [])
 }
 
+/** The keys (`kind:id`) of the timers set by these commands. */
 function timersSet (cmds: Command[]): string[] {
-  return cmds.flatMap((c) => c.kind === 'setTimer' ? [c.name] : [])
+  return cmds.flatMap((c) => c.kind === 'setTimer' ? [timerKey(c.timer)] : [])
+}
+
+/** The timer whose key is `kind:id`. */
+function timerFromKey (key: string): Timer {
+  const at = key.indexOf(':')
+  const kind = key.slice(0, at)
+  const id = key.slice(at + 1)
+  switch (kind) {
+    case 'createAck':
+    case 'updateAck': return { kind, eventId: id }
+    case 'responseDeadline':
+    case 'cancelGrace': return { kind, responseKey: id }
+    case 'itemAck': return { kind, itemId: id }
+  }
+  throw new Error(`no timer kind ${kind}`)
 }
 
 function warnings (cmds: Command[], code: string): ServerMessage[] {
@@ -45,19 +51,18 @@ function responseOf (event: UpEvent): Record<string, unknown> {
 
 /** Drives the engine like the session does: one input at a time, time moving on. */
 class Driver {
-  state: EngineState
+  readonly engine: TurnEngine
   at = 0
   readonly all: Command[] = []
   private serverSeq = 0
 
   constructor (options: Partial<EngineOptions> = {}) {
-    this.state = initialState({ idPrefix: 't_', ...options })
+    this.engine = new TurnEngine({ idPrefix: 't_', ...options })
   }
 
   feed (input: Input): Command[] {
     this.at += 10
-    const [next, cmds] = step(this.state, { ...input, at: this.at } as EngineInput)
-    this.state = next
+    const cmds = this.engine.step({ ...input, at: this.at } as EngineInput)
     this.all.push(...cmds)
     return cmds
   }
@@ -101,12 +106,17 @@ class Driver {
     return this.up({ type, response_id: responseId, item_id: `item_${responseId}`, output_index: 0, content_index: 0 })
   }
 
-  timer (name: string): Command[] {
-    return this.feed({ type: 'timer', name })
+  /** Fires the timer whose key is `kind:id`. */
+  timer (key: string): Command[] {
+    return this.feed({ type: 'timer', timer: timerFromKey(key) })
+  }
+
+  get state (): Readonly<EngineState> {
+    return this.engine.state
   }
 
   get busy (): boolean {
-    return responseInProgress(this.state)
+    return this.engine.responseInProgress
   }
 }
 
@@ -192,7 +202,7 @@ t.test('Settings: intents before the session is configured are held and replayed
   t.equal(creates.length, 1, 'the held InjectAgentMessage is asked for')
   t.equal(responseOf(creates[0]!).instructions, sayExactly('held agent line'))
   // The held InjectUserMessages still wait for their item acks (rule 5).
-  t.equal(Object.keys(d.state.awaitingItems).length, 2)
+  t.equal(d.state.awaitingItems.size, 2)
 })
 
 t.test('Settings: a change sent before Settings does not override a later Settings (latest wins)', async (t) => {
@@ -238,7 +248,7 @@ t.test('every upstream event carries a unique event_id', async (t) => {
   d.feed({ type: 'configure', fields: { instructions: 'new' }, ack: 'PromptUpdated' })
   d.feed({ type: 'cancel' })
   d.done('resp_g', 'cancelled')
-  d.timer(timersSet(d.all).find((n) => n.startsWith('create:')) ?? 'none')
+  d.timer(timersSet(d.all).find((n) => n.startsWith('createAck:')) ?? 'none')
   const events = upstream(d.all)
   t.ok(events.length >= 7, `${events.length} events sent`)
   for (const e of events) t.type(e.event_id, 'string', `${e.type} has an event_id`)
@@ -267,7 +277,7 @@ t.test('rule 1: held from sending response.create until its response.done; conte
       t.same(upstream(cmds), [], `${type} sends nothing (${order.join(' → ')})`)
       t.ok(d.busy)
     }
-    t.equal(activeResponseId(d.state), 'resp_1')
+    t.equal(d.engine.activeResponseId, 'resp_1')
     const cmds = d.done('resp_1')
     t.same(upstream(cmds).map((e) => e.type), ['session.update', 'response.create'], 'the deferred change and the next response go at its response.done')
   }
@@ -277,7 +287,7 @@ t.test('rule 1: a server-VAD response.created we did not ask for occupies the sl
   const d = ready()
   d.created('resp_vad', null)
   t.ok(d.busy)
-  t.equal(activeResponseId(d.state), 'resp_vad')
+  t.equal(d.engine.activeResponseId, 'resp_vad')
   const item = injectedItemId(d.feed({ type: 'injectUser', content: 'typed' }))
   t.same(upstream(d.itemAdded(item), 'response.create'), [], 'acknowledged item waits for the slot')
   t.same(upstream(d.feed({ type: 'configure', fields: { voice: 'echo' }, ack: 'SpeakUpdated' })), [])
@@ -323,7 +333,7 @@ t.test('rule 2: a rejected response.create frees the slot via error.event_id', a
   t.match(client(cmds, 'Error'), [{ code: 'invalid_value' }])
   const [next] = upstream(cmds, 'response.create')
   t.equal(responseOf(next!).instructions, sayExactly('second'), 'the slot was free again: the next request went')
-  t.ok(cmds.some((c) => c.kind === 'clearTimer' && c.name === `create:${first}`), 'its watchdog is cleared')
+  t.ok(cmds.some((c) => c.kind === 'clearTimer' && timerKey(c.timer) === `createAck:${first}`), 'its watchdog is cleared')
 })
 
 t.test('rule 2: conflict → retried after the running response\'s response.done', async (t) => {
@@ -332,7 +342,7 @@ t.test('rule 2: conflict → retried after the running response\'s response.done
   const create = d.lastCreate()
   // Server VAD started a response just before our create reached the upstream.
   d.created('resp_vad', null)
-  t.equal(d.state.inflightCreate?.eventId, create, 'not mistaken for our create')
+  t.equal(d.state.slot.creating?.eventId, create, 'not mistaken for our create')
   const cmds = d.error(CONFLICT, create)
   t.same(upstream(cmds), [])
   t.same(client(cmds, 'Error'), [], 'recoverable: no Error to the client')
@@ -343,7 +353,7 @@ t.test('rule 2: conflict → retried after the running response\'s response.done
   t.equal(responseOf(retried[0]!).instructions, sayExactly('mine'), 'with the same parameters')
   t.not(retried[0]!.event_id, create, 'under a new event_id')
   d.created('resp_mine')
-  t.equal(activeResponseId(d.state), 'resp_mine')
+  t.equal(d.engine.activeResponseId, 'resp_mine')
 })
 
 t.test('rule 2: a conflict whose running response we have not seen holds the slot until a response.done', async (t) => {
@@ -351,7 +361,7 @@ t.test('rule 2: a conflict whose running response we have not seen holds the slo
   d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
   d.error(CONFLICT, d.lastCreate())
   t.ok(d.busy, 'some response is running')
-  t.equal(activeResponseId(d.state), null, 'whose id we do not know')
+  t.equal(d.engine.activeResponseId, null, 'whose id we do not know')
   const cmds = d.done('resp_unseen')
   t.equal(upstream(cmds, 'response.create').length, 1, 'its done frees the slot: retry')
 })
@@ -376,7 +386,7 @@ t.test('rule 2: after maxCreateRetries conflicts the client gets an Error', asyn
 t.test('rule 3: wanted responses wait in a FIFO, one create at a time', async (t) => {
   const d = responding()
   for (const m of ['A', 'B', 'C']) t.same(upstream(d.feed({ type: 'injectAgent', message: m, behavior: 'queue' })), [])
-  t.equal(pendingCounts(d.state).responseCreate, 3)
+  t.equal(d.engine.pending.responseCreate, 3)
   const said: unknown[] = []
   let id = 1
   for (let i = 0; i < 3; i++) {
@@ -398,7 +408,7 @@ t.test('rule 3: bare follow-ups coalesce into one response.create; a create with
   d.itemAdded(b)
   d.args('call_x', 'resp_1')
   d.feed({ type: 'functionResult', callId: 'call_x', output: 'ok' })
-  t.equal(pendingCounts(d.state).responseCreate, 2, 'one bare request (two messages and a tool output) and the instructions one')
+  t.equal(d.engine.pending.responseCreate, 2, 'one bare request (two messages and a tool output) and the instructions one')
   const first = upstream(d.done('resp_1'), 'response.create')
   t.equal(first.length, 1)
   t.equal(responseOf(first[0]!).instructions, undefined, 'one bare create for two user messages and a tool output')
@@ -441,13 +451,13 @@ t.test('rule 4: parallel calls → outputs forwarded at once, ONE follow-up afte
     { id: 'call_a', name: 'get_weather', arguments: '{"city":"Paris"}', client_side: true },
     { id: 'call_b', name: 'get_time', arguments: '{"city":"Paris"}', client_side: true }
   ])
-  t.equal(pendingCounts(d.state).functionCalls, 2)
+  t.equal(d.engine.pending.functionCalls, 2)
   for (const id of ['call_a', 'call_b']) {
     const cmds = d.feed({ type: 'functionResult', callId: id, output: `out ${id}` })
     t.match(upstream(cmds).map((e) => [e.type, e.item]), [['conversation.item.create', { id: String, type: 'function_call_output', call_id: id, output: `out ${id}` }]], 'forwarded mid-response')
     t.equal(upstream(cmds).length, 1)
   }
-  t.equal(pendingCounts(d.state).functionCalls, 0)
+  t.equal(d.engine.pending.functionCalls, 0)
   const creates = upstream(d.done('resp_tools'), 'response.create')
   t.equal(creates.length, 1, 'one follow-up')
   t.equal(responseOf(creates[0]!).instructions, undefined)
@@ -593,7 +603,7 @@ t.test('rule 6: changes during a response are deferred, merged latest-wins, each
   t.same(upstream(d.feed({ type: 'configure', fields: { voice: 'echo' }, ack: 'SpeakUpdated' })), [])
   t.same(upstream(d.feed({ type: 'configure', fields: { instructions: 'three' }, ack: 'PromptUpdated' })), [])
   t.same(upstream(d.feed({ type: 'settings', fields: { instructions: 'three', voice: 'echo' }, context: [] })), [])
-  t.equal(pendingCounts(d.state).sessionUpdate, 5)
+  t.equal(d.engine.pending.sessionUpdate, 5)
   t.same(client(d.all).filter((m) => m.type.endsWith('Updated') || m.type === 'SettingsApplied').length, 1, 'only the first SettingsApplied so far')
   const cmds = d.done('resp_1')
   const updates = upstream(cmds, 'session.update')
@@ -602,7 +612,7 @@ t.test('rule 6: changes during a response are deferred, merged latest-wins, each
   t.same(client(cmds), [], 'acknowledged only once applied')
   const acks = client(d.up({ type: 'session.updated', session: {} }))
   t.same(acks.map((m) => m.type), ['PromptUpdated', 'ThinkUpdated', 'SpeakUpdated', 'PromptUpdated', 'SettingsApplied'])
-  t.equal(pendingCounts(d.state).sessionUpdate, 0)
+  t.equal(d.engine.pending.sessionUpdate, 0)
 })
 
 t.test('rule 6: a change while idle goes at once; a change that changes nothing is acknowledged without an update', async (t) => {
@@ -650,7 +660,7 @@ t.test('rule 6: a voice change after the agent spoke is a Warning; the other fie
   t.match(update?.session, { instructions: 'y' })
   t.notMatch(update?.session, { audio: { output: { voice: String } } }, 'never a voice change once the agent spoke')
   t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'SettingsApplied' }])
-  t.equal(pendingCounts(d.state).sessionUpdate, 0)
+  t.equal(d.engine.pending.sessionUpdate, 0)
 })
 
 t.test('rule 6: cannot_update_voice → Warning, the update is resent without the voice and acknowledged', async (t) => {
@@ -675,14 +685,14 @@ t.test('rule 6: a refused update (other code) is an Error and the same change ca
   const [update] = upstream(d.feed({ type: 'configure', fields: { instructions: 'bad' }, ack: 'PromptUpdated' }))
   const err = d.error('invalid_value', update!.event_id)
   t.match(client(err), [{ type: 'Error', code: 'invalid_value' }])
-  t.equal(pendingCounts(d.state).sessionUpdate, 0)
+  t.equal(d.engine.pending.sessionUpdate, 0)
   t.equal(upstream(d.feed({ type: 'configure', fields: { instructions: 'bad' }, ack: 'PromptUpdated' }), 'session.update').length, 1, 'not mistaken for "no change"')
 })
 
 t.test('rule 6: an update never answered (ready) is an Error; the session goes on', async (t) => {
   const d = ready()
   const cmds = d.feed({ type: 'configure', fields: { instructions: 'slow' }, ack: 'PromptUpdated' })
-  const timer = timersSet(cmds).find((n) => n.startsWith('update:'))
+  const timer = timersSet(cmds).find((n) => n.startsWith('updateAck:'))
   const fired = d.timer(timer!)
   t.match(client(fired, 'Error'), [{ code: ErrorCode.upstreamTimeout }])
   t.same(fired.filter((c) => c.kind === 'close'), [])
@@ -767,7 +777,7 @@ t.test('rule 8: out-of-band responses neither occupy nor free the slot', async (
   d.created('resp_1')
   const cmds = outOfBand(d, 'resp_oob', 'response.done')
   t.ok(d.busy, 'does not free')
-  t.equal(activeResponseId(d.state), 'resp_1')
+  t.equal(d.engine.activeResponseId, 'resp_1')
   t.same(upstream(cmds), [])
 })
 
@@ -776,9 +786,9 @@ t.test('rule 8: an out-of-band response.created is not mistaken for our pending 
   d.feed({ type: 'injectAgent', message: 'x', behavior: 'queue' })
   const create = d.lastCreate()
   outOfBand(d, 'resp_oob', 'response.created')
-  t.equal(d.state.inflightCreate?.eventId, create)
+  t.equal(d.state.slot.creating?.eventId, create)
   d.created('resp_1', create)
-  t.equal(activeResponseId(d.state), 'resp_1')
+  t.equal(d.engine.activeResponseId, 'resp_1')
 })
 
 // ── Rule 9: unknown done, upstream close ─────────────────────────────────────────
@@ -789,7 +799,7 @@ t.test('rule 9: a response.done for an unknown id is tolerated and frees nothing
   t.same(upstream(cmds), [])
   t.same(client(cmds), [])
   t.ok(d.busy)
-  t.equal(activeResponseId(d.state), 'resp_1')
+  t.equal(d.engine.activeResponseId, 'resp_1')
   t.doesNotThrow(() => d.up({ type: 'response.done' }), 'even without a response object')
 })
 
@@ -802,8 +812,8 @@ t.test('rule 9: upstreamClosed releases everything', async (t) => {
   d.feed({ type: 'upstreamClosed' })
   t.equal(d.state.phase, 'closing')
   t.notOk(d.busy)
-  t.equal(activeResponseId(d.state), null)
-  t.match(pendingCounts(d.state), { responseCreate: 0, sessionUpdate: 0 })
+  t.equal(d.engine.activeResponseId, null)
+  t.match(d.engine.pending, { responseCreate: 0, sessionUpdate: 0 })
   t.same(d.done('resp_1'), [], 'nothing after close')
   t.same(d.feed({ type: 'functionResult', callId: 'call_1', output: 'x' }), [])
 })
@@ -814,26 +824,26 @@ t.test('rule 10: no response.created in time → Warning, slot released, next re
   const d = ready({ options: { createAckMs: 1234 } })
   const cmds = d.feed({ type: 'injectAgent', message: 'a', behavior: 'queue' })
   const create = d.lastCreate()
-  t.ok(cmds.some((c) => c.kind === 'setTimer' && c.name === `create:${create}` && c.ms === 1234))
+  t.ok(cmds.some((c) => c.kind === 'setTimer' && timerKey(c.timer) === `createAck:${create}` && c.ms === 1234))
   d.feed({ type: 'injectAgent', message: 'b', behavior: 'queue' })
-  const fired = d.timer(`create:${create}`)
+  const fired = d.timer(`createAck:${create}`)
   t.equal(warnings(fired, WarningCode.responseTimeout).length, 1)
   t.equal(responseOf(upstream(fired, 'response.create')[0]!).instructions, sayExactly('b'))
   t.ok(fired.some((c) => c.kind === 'log' && c.level === 'warn'), 'logged')
-  t.same(d.timer(`create:${create}`), [], 'a stale timer is ignored')
+  t.same(d.timer(`createAck:${create}`), [], 'a stale timer is ignored')
 })
 
 t.test('rule 10: a response that never ends → cancel → grace → freed, with Warnings', async (t) => {
   const d = ready({ options: { responseMaxMs: 500, cancelGraceMs: 50 } })
   d.feed({ type: 'injectAgent', message: 'a', behavior: 'queue' })
   const created = d.created('resp_hung')
-  t.ok(created.some((c) => c.kind === 'setTimer' && c.name === 'response:resp_hung' && c.ms === 500))
+  t.ok(created.some((c) => c.kind === 'setTimer' && timerKey(c.timer) === 'responseDeadline:resp_hung' && c.ms === 500))
   d.feed({ type: 'injectAgent', message: 'b', behavior: 'queue' })
-  const deadline = d.timer('response:resp_hung')
+  const deadline = d.timer('responseDeadline:resp_hung')
   t.same(upstream(deadline).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_hung']])
-  t.ok(deadline.some((c) => c.kind === 'setTimer' && c.name === 'cancel:resp_hung' && c.ms === 50))
+  t.ok(deadline.some((c) => c.kind === 'setTimer' && timerKey(c.timer) === 'cancelGrace:resp_hung' && c.ms === 50))
   t.ok(d.busy, 'still waiting for its done')
-  const grace = d.timer('cancel:resp_hung')
+  const grace = d.timer('cancelGrace:resp_hung')
   t.equal(warnings(grace, WarningCode.responseTimeout).length, 1)
   t.ok(grace.some((c) => c.kind === 'log' && c.level === 'error'))
   t.equal(upstream(grace, 'response.create').length, 1, 'freed: the next request goes')
@@ -842,10 +852,10 @@ t.test('rule 10: a response that never ends → cancel → grace → freed, with
 
 t.test('rule 10: a response that ends within the cancel grace clears the grace timer, no Warning', async (t) => {
   const d = responding()
-  d.timer('response:resp_1')
+  d.timer('responseDeadline:resp_1')
   const cmds = d.done('resp_1', 'cancelled')
-  t.ok(cmds.some((c) => c.kind === 'clearTimer' && c.name === 'cancel:resp_1'))
-  t.same(client(d.timer('cancel:resp_1')), [], 'stale grace timer ignored')
+  t.ok(cmds.some((c) => c.kind === 'clearTimer' && timerKey(c.timer) === 'cancelGrace:resp_1'))
+  t.same(client(d.timer('cancelGrace:resp_1')), [], 'stale grace timer ignored')
 })
 
 t.test('rule 10: a conflict with a response abandoned by the watchdog does not hang silently', async (t) => {
@@ -856,8 +866,8 @@ t.test('rule 10: a conflict with a response abandoned by the watchdog does not h
   d.feed({ type: 'injectAgent', message: 'a', behavior: 'queue' })
   d.created('resp_hung')
   d.feed({ type: 'injectAgent', message: 'b', behavior: 'queue' })
-  d.timer('response:resp_hung')
-  d.timer('cancel:resp_hung')
+  d.timer('responseDeadline:resp_hung')
+  d.timer('cancelGrace:resp_hung')
   const cmds = d.error(CONFLICT, d.lastCreate())
   t.ok(d.busy)
   t.ok(timersSet(cmds).length > 0 || client(cmds).length > 0, 'a watchdog is armed (or the client is told) for the response holding the slot')
@@ -867,8 +877,8 @@ t.test('rule 4 + rule 10: a response abandoned by the watchdog still gets one fo
   // The cancel grace expired while the response's last events were still on their way;
   // its calls arrive afterwards, one by one, and are answered as they come.
   const d = responding('resp_late')
-  d.timer('response:resp_late')
-  d.timer('cancel:resp_late')
+  d.timer('responseDeadline:resp_late')
+  d.timer('cancelGrace:resp_late')
   const before = upstream(d.all, 'response.create').length
   d.args('call_1', 'resp_late')
   d.feed({ type: 'functionResult', callId: 'call_1', output: '1' })
@@ -876,7 +886,7 @@ t.test('rule 4 + rule 10: a response abandoned by the watchdog still gets one fo
   d.feed({ type: 'functionResult', callId: 'call_2', output: '2' })
   d.done('resp_late', 'cancelled')
   // Let every follow-up that was asked for run to its end.
-  for (let i = 0; i < 3 && d.state.inflightCreate !== null; i++) {
+  for (let i = 0; i < 3 && d.state.slot.creating !== null; i++) {
     d.created(`resp_follow_${i}`)
     d.done(`resp_follow_${i}`)
   }
@@ -946,13 +956,13 @@ t.test('server VAD: response.created with metadata null occupies the slot and is
   d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
   const create = d.lastCreate()
   const cmds = d.created('resp_vad', null)
-  t.notOk(cmds.some((c) => c.kind === 'clearTimer' && c.name === `create:${create}`), 'our create watchdog stays armed')
-  t.equal(d.state.inflightCreate?.eventId, create)
-  t.equal(activeResponseId(d.state), 'resp_vad')
+  t.notOk(cmds.some((c) => c.kind === 'clearTimer' && timerKey(c.timer) === `createAck:${create}`), 'our create watchdog stays armed')
+  t.equal(d.state.slot.creating?.eventId, create)
+  t.equal(d.engine.activeResponseId, 'resp_vad')
   d.done('resp_vad')
   t.ok(d.busy, 'our create is still in flight')
   d.created('resp_mine', create)
-  t.equal(activeResponseId(d.state), 'resp_mine')
+  t.equal(d.engine.activeResponseId, 'resp_mine')
   d.done('resp_mine')
   t.notOk(d.busy)
 })
@@ -963,7 +973,7 @@ t.test('server VAD: a cancel reaches server responses too', async (t) => {
   t.same(upstream(d.feed({ type: 'cancel' })).map((e) => [e.type, e.response_id]), [['response.cancel', 'resp_vad']])
 })
 
-// ── Purity and determinism ──────────────────────────────────────────────────────
+// ── Determinism ──────────────────────────────────────────────────────
 
 function scenario (): Input[] {
   return [
@@ -977,41 +987,19 @@ function scenario (): Input[] {
     { type: 'cancel' },
     { type: 'upstream', event: { type: 'response.done', event_id: 's4', response: { id: 'r1', status: 'cancelled' } } },
     { type: 'upstream', event: { type: 'session.updated', event_id: 's5' } },
-    { type: 'timer', name: 'create:t_ev12' },
+    { type: 'timer', timer: { kind: 'createAck', eventId: 't_ev12' } },
     { type: 'injectAgent', message: 'm', behavior: 'interrupt' },
     { type: 'upstreamClosed' }
   ]
 }
 
-function deepFreeze<T> (value: T): T {
-  if (typeof value === 'object' && value !== null) {
-    for (const inner of Object.values(value)) deepFreeze(inner)
-    Object.freeze(value)
-  }
-  return value
-}
-
-t.test('determinism: the same inputs in the same order give the same outputs', async (t) => {
-  const run = (): Command[][] => {
-    let state = initialState({ idPrefix: 't_' })
-    return scenario().map((input, i) => {
-      const [next, cmds] = step(state, { ...input, at: i * 100 } as EngineInput)
-      state = next
-      return cmds
-    })
+t.test('determinism: the same inputs in the same order give the same outputs and the same state', async (t) => {
+  const run = (): { commands: Command[][], state: unknown } => {
+    const engine = new TurnEngine({ idPrefix: 't_' })
+    const commands = scenario().map((input, i) => engine.step({ ...input, at: i * 100 } as EngineInput))
+    return { commands, state: structuredClone(engine.state) }
   }
   const a = run()
   t.same(run(), a)
-  t.ok(a.flat().length > 10)
-})
-
-t.test('step does not mutate its input state', async (t) => {
-  let state = initialState({ idPrefix: 't_' })
-  for (const [i, input] of scenario().entries()) {
-    const before = structuredClone(state)
-    deepFreeze(state)
-    const [next] = step(state, { ...input, at: i * 100 } as EngineInput)
-    t.same(state, before, `unchanged by ${input.type}`)
-    state = next
-  }
+  t.ok(a.commands.flat().length > 10)
 })

@@ -4,18 +4,27 @@
 
 import type { OpenAIAudioFormat } from '../audio.js'
 
-/** Upstream events the turn engine consumes; everything else is content for the session. */
-export const ENGINE_EVENT_TYPES = new Set([
-  'session.updated',
-  'response.created',
-  'response.done',
-  'error',
-  'conversation.item.added',
-  'conversation.item.done',
-  'response.function_call_arguments.done',
-  'input_audio_buffer.speech_started',
-  'input_audio_buffer.speech_stopped'
-])
+/** Server event types the proxy reads (GA names). */
+export const UpstreamType = {
+  sessionUpdated: 'session.updated',
+  responseCreated: 'response.created',
+  responseDone: 'response.done',
+  error: 'error',
+  itemAdded: 'conversation.item.added',
+  itemDone: 'conversation.item.done',
+  functionCallArgumentsDone: 'response.function_call_arguments.done',
+  speechStarted: 'input_audio_buffer.speech_started',
+  speechStopped: 'input_audio_buffer.speech_stopped',
+  outputAudioDelta: 'response.output_audio.delta',
+  outputAudioDone: 'response.output_audio.done',
+  outputAudioTranscriptDone: 'response.output_audio_transcript.done',
+  outputTextDone: 'response.output_text.done',
+  outputItemAdded: 'response.output_item.added',
+  inputTranscriptionCompleted: 'conversation.item.input_audio_transcription.completed'
+} as const
+
+/** The client event the audio hot path sends (built by concatenation, never by the engine). */
+export const INPUT_AUDIO_APPEND = 'input_audio_buffer.append'
 
 /** A parsed upstream event. Never validated strictly: read fields defensively. */
 export interface UpstreamEvent {
@@ -98,18 +107,4 @@ export function userText (text: string): ConversationItem {
 
 export function assistantText (text: string): ConversationItem {
   return { type: 'message', role: 'assistant', content: [{ type: 'output_text', text }] }
-}
-
-/** Reads `obj.key` as a string, or undefined. */
-export function str (obj: unknown, key: string): string | undefined {
-  if (typeof obj !== 'object' || obj === null) return undefined
-  const value = (obj as Record<string, unknown>)[key]
-  return typeof value === 'string' ? value : undefined
-}
-
-/** Reads `obj.key` as an object, or undefined. */
-export function obj (value: unknown, key: string): Record<string, unknown> | undefined {
-  if (typeof value !== 'object' || value === null) return undefined
-  const inner = (value as Record<string, unknown>)[key]
-  return typeof inner === 'object' && inner !== null && !Array.isArray(inner) ? inner as Record<string, unknown> : undefined
 }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 import { parse } from 'yaml'
+import { LIMITS } from '../../lib/limits.js'
 import { NGINX_TEMPLATE, REPO } from '../fixtures/deploy-stack.js'
 
 const DOCKER = join(REPO, 'docker')
@@ -42,14 +43,14 @@ function dockerStages (text: string): Instruction[][] {
   return stages
 }
 
-/** The names of the environment variables the code reads. */
+/** The names of the environment variables the code reads (the limits from their table). */
 function variablesTheCodeReads (): Set<string> {
   const names = new Set<string>()
   for (const file of ['lib/config.ts', 'lib/telemetry.ts']) {
     const source = read(file)
     for (const match of source.matchAll(/env\.([A-Z][A-Z0-9_]+)/g)) names.add(match[1] as string)
-    for (const match of source.matchAll(/integer\(env, '([A-Z][A-Z0-9_]+)'/g)) names.add(match[1] as string)
   }
+  for (const row of LIMITS) names.add(row.env)
   return names
 }
 

@@ -95,7 +95,7 @@ t.test('a client that reads keeps all its audio: nothing dropped, not closed', a
 })
 
 t.test('messages held before the session is configured are bounded: the excess gets TOO_MANY_PENDING_MESSAGES', async (t) => {
-  const proxied = await startProxy(t, { script: { sessionUpdatedDelayMs: 200 }, engine: { maxHeldIntents: 8 } })
+  const proxied = await startProxy(t, { script: { sessionUpdatedDelayMs: 200 }, env: { MAX_HELD_MESSAGES: '8' } })
   const client = await TestClient.connect(proxied.url)
   for (let i = 0; i < 12; i++) client.send({ type: 'InjectUserMessage', content: `early ${i}` })
   client.send(BASIC_SETTINGS)

@@ -7,7 +7,7 @@ import WebSocket from 'ws'
 import { buildApp } from '../../app.js'
 import type { ProxyApp } from '../../app.js'
 import { loadConfig, withModel } from '../../lib/config.js'
-import type { EngineOptions } from '../../lib/engine.js'
+import type { EngineTimings } from '../../lib/engine/engine.js'
 import { emptyViolations } from '../../lib/simulator/script.js'
 import { startSimulator } from '../../lib/simulator/index.js'
 import type { SimScript, Simulator } from '../../lib/simulator/index.js'
@@ -26,7 +26,7 @@ export interface TestProxy {
   logs: Array<Record<string, unknown>>
 }
 
-export async function startProxy (t: Teardown, options: { script?: Partial<SimScript>, env?: Record<string, string>, engine?: Partial<Omit<EngineOptions, 'idPrefix'>> } = {}): Promise<TestProxy> {
+export async function startProxy (t: Teardown, options: { script?: Partial<SimScript>, env?: Record<string, string>, engine?: EngineTimings } = {}): Promise<TestProxy> {
   const sim = await startSimulator({ port: 0, ...(options.script === undefined ? {} : { script: options.script }) })
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', ...options.env })
   const logs: Array<Record<string, unknown>> = []

@@ -1,0 +1,84 @@
+// What `/connections` shows of a session's traffic: message counts by type in each
+// direction, and a bounded timeline of its recent protocol events. Recording runs on
+// the audio hot path (four records per echoed frame), so a frame that folds into the
+// current audio run allocates nothing.
+
+import type { EventDirection, TimelineEvent, TypeCounts } from './registry.js'
+
+/** Timeline entries kept per session (newest last). */
+export const TIMELINE_SIZE = 200
+
+/** An audio stream of the timeline; `key` is the one its runs are keyed by (direction + type), built once. */
+export interface AudioStream { direction: EventDirection, type: string, key: string }
+
+export function audioStream (direction: EventDirection, type: string): AudioStream {
+  return { direction, type, key: direction + type }
+}
+
+export class SessionActivity {
+  readonly upstreamSent: TypeCounts = {}
+  readonly upstreamReceived: TypeCounts = {}
+  readonly clientSent: TypeCounts = {}
+  readonly clientReceived: TypeCounts = {}
+  readonly #timeline: TimelineEvent[] = []
+  readonly #audioRun = new Map<string, TimelineEvent>()
+
+  count (counts: TypeCounts, type: string): void {
+    counts[type] = (counts[type] ?? 0) + 1
+  }
+
+  /**
+   * Bounded timeline. Audio frames (entries with `bytes`) fold into one entry per
+   * direction and type until a protocol event comes between them.
+   */
+  record (direction: EventDirection, type: string, extra?: Partial<TimelineEvent>): void {
+    const audio = extra?.bytes !== undefined
+    const key = direction + type
+    const run = audio ? this.#audioRun.get(key) : undefined
+    if (run !== undefined) {
+      run.bytes = (run.bytes ?? 0) + (extra?.bytes ?? 0)
+      run.frames = (run.frames ?? 1) + 1
+      run.at = isoNow()
+      return
+    }
+    if (!audio) this.#audioRun.clear()
+    const event: TimelineEvent = { at: isoNow(), direction, type }
+    if (extra !== undefined) {
+      for (const [name, value] of Object.entries(extra)) {
+        if (value !== undefined) (event as unknown as Record<string, unknown>)[name] = value
+      }
+    }
+    if (audio) this.#audioRun.set(key, event)
+    this.#timeline.push(event)
+    if (this.#timeline.length > TIMELINE_SIZE) this.#timeline.shift()
+  }
+
+  /** `record` of one audio frame: folding into the current run (the usual case) allocates nothing. */
+  recordAudio (stream: AudioStream, bytes: number, responseId?: string): void {
+    const run = this.#audioRun.get(stream.key)
+    if (run === undefined) {
+      this.record(stream.direction, stream.type, responseId === undefined ? { bytes } : { bytes, responseId })
+      return
+    }
+    run.bytes = (run.bytes ?? 0) + bytes
+    run.frames = (run.frames ?? 1) + 1
+    run.at = isoNow()
+  }
+
+  /** A copy of the timeline, oldest first. */
+  events (): TimelineEvent[] {
+    return this.#timeline.map((event) => ({ ...event }))
+  }
+}
+
+let isoMs = 0
+let isoText = ''
+/** The current time as an ISO string, formatted at most once per millisecond whatever the frame rate. */
+function isoNow (): string {
+  const now = Date.now()
+  if (now !== isoMs) {
+    isoMs = now
+    isoText = new Date(now).toISOString()
+  }
+  return isoText
+}

@@ -1,0 +1,183 @@
+// What the turn engine consumes and what it produces: its inputs (client intents,
+// upstream events, timer ticks), its commands (for the session to carry out) and its
+// timers (a typed table, never strings parsed back). Upstream events arrive as parsed
+// JSON of any shape; `decodeUpstream` reads the few fields the engine acts on, once, so
+// the engine itself works on typed events only.
+
+import type { ConfigAck, ServerMessage } from '../protocol/deepgram.js'
+import type { ConversationItem, SessionFields, UpstreamEvent } from '../protocol/openai.js'
+import { obj, str } from '../protocol/json.js'
+import { UpstreamType } from '../protocol/openai.js'
+
+export type InjectBehavior = 'refuse' | 'queue' | 'interrupt'
+
+/** Client intents and the other inputs. `at` is the current time in ms (a monotonic clock). */
+export type EngineInput =
+  | { type: 'settings', at: number, fields: SessionFields, context: ConversationItem[], greeting?: string }
+  /** A change; `appendInstructions` adds to the instructions in force (UpdatePrompt). */
+  | { type: 'configure', at: number, fields: SessionFields, ack: ConfigAck, appendInstructions?: string }
+  | { type: 'injectUser', at: number, content: string }
+  | { type: 'injectAgent', at: number, message: string, behavior: InjectBehavior }
+  | { type: 'functionResult', at: number, callId: string, output: string }
+  | { type: 'cancel', at: number }
+  /** An audio delta of a response that is not the audible one: the engine decides whether it plays. */
+  | { type: 'agentAudio', at: number, responseId: string }
+  | { type: 'upstream', at: number, event: UpstreamEvent }
+  | { type: 'timer', at: number, timer: Timer }
+  | { type: 'upstreamClosed', at: number }
+
+/** The engine's watchdogs. A response is named by its key: its id, or a placeholder's key. */
+export type Timer =
+  | { kind: 'createAck', eventId: string }
+  | { kind: 'responseDeadline', responseKey: string }
+  | { kind: 'cancelGrace', responseKey: string }
+  | { kind: 'itemAck', itemId: string }
+  | { kind: 'updateAck', eventId: string }
+
+/** A stable key per timer, for the session's map of running timers. */
+export function timerKey (timer: Timer): string {
+  switch (timer.kind) {
+    case 'createAck':
+    case 'updateAck': return `${timer.kind}:${timer.eventId}`
+    case 'responseDeadline':
+    case 'cancelGrace': return `${timer.kind}:${timer.responseKey}`
+    case 'itemAck': return `${timer.kind}:${timer.itemId}`
+  }
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error'
+
+/** An event the engine sends upstream: every one carries our event_id. */
+export type UpstreamCommand = Record<string, unknown> & { type: string, event_id: string }
+
+export type Command =
+  | { kind: 'upstream', event: UpstreamCommand }
+  | { kind: 'client', message: ServerMessage }
+  | { kind: 'setTimer', timer: Timer, ms: number }
+  | { kind: 'clearTimer', timer: Timer }
+  /** The first `session.updated` arrived: held audio may flow. */
+  | { kind: 'ready' }
+  /** Barge-in: drop what the output converter carries of the interrupted audio. */
+  | { kind: 'resetOutputAudio' }
+  /** The session cannot continue. */
+  | { kind: 'close', code: number, reason: string }
+  | { kind: 'log', level: LogLevel, msg: string, fields?: Record<string, unknown> }
+  | { kind: 'metric', name: 'queueWait', seconds: number }
+  | { kind: 'metric', name: 'responseDone', status: string }
+  | { kind: 'metric', name: 'conflict' }
+  | { kind: 'metric', name: 'timeToFirstAudio', seconds: number }
+
+/** A function call a response announced. */
+export interface AnnouncedCall { callId: string, name: string, arguments: string }
+
+/**
+ * The upstream events the engine acts on, typed. `proxyEventId` of response.created is the
+ * `metadata.proxy_event_id` our creates carry: undefined when the response has no
+ * `metadata` field at all, null when it has one without our id (server VAD).
+ */
+export type UpstreamInput =
+  | { type: 'session.updated' }
+  | { type: 'response.created', responseId: string, outOfBand: boolean, proxyEventId: string | null | undefined }
+  | { type: 'response.done', responseId: string | undefined, outOfBand: boolean, status: string, failureCode: string | undefined, calls: AnnouncedCall[] }
+  | { type: 'error', code: string, eventId: string | undefined }
+  | { type: 'item.added', itemId: string | undefined }
+  | { type: 'item.done', itemId: string | undefined, assistantText: string | undefined }
+  | { type: 'function_call.done', callId: string, responseId: string, call: AnnouncedCall }
+  | { type: 'speech.started' }
+  | { type: 'speech.stopped' }
+  | { type: 'audio.done', responseId: string | undefined }
+  | { type: 'transcript.done', itemId: string | undefined, text: string | undefined }
+  | { type: 'output_item.added', itemId: string | undefined }
+  | { type: 'user.transcript', text: string | undefined }
+
+/** The upstream event types `decodeUpstream` reads; the session feeds the engine these only. */
+export const ENGINE_EVENT_TYPES: ReadonlySet<string> = new Set([
+  UpstreamType.sessionUpdated,
+  UpstreamType.responseCreated,
+  UpstreamType.responseDone,
+  UpstreamType.error,
+  UpstreamType.itemAdded,
+  UpstreamType.itemDone,
+  UpstreamType.functionCallArgumentsDone,
+  UpstreamType.speechStarted,
+  UpstreamType.speechStopped,
+  UpstreamType.outputAudioDone,
+  UpstreamType.outputAudioTranscriptDone,
+  UpstreamType.outputTextDone,
+  UpstreamType.outputItemAdded,
+  UpstreamType.inputTranscriptionCompleted
+])
+
+/** Reads what the engine needs of an upstream event; undefined for events it does not act on. */
+export function decodeUpstream (event: UpstreamEvent): UpstreamInput | undefined {
+  switch (event.type) {
+    case UpstreamType.sessionUpdated: return { type: 'session.updated' }
+    case UpstreamType.responseCreated: {
+      const response = obj(event, 'response')
+      const responseId = str(response, 'id')
+      if (response === undefined || responseId === undefined) return undefined
+      const proxyEventId = 'metadata' in response ? (str(obj(response, 'metadata'), 'proxy_event_id') ?? null) : undefined
+      return { type: 'response.created', responseId, outOfBand: isOutOfBand(response), proxyEventId }
+    }
+    case UpstreamType.responseDone: {
+      const response = obj(event, 'response')
+      const status = str(response, 'status') ?? 'unknown'
+      const error = obj(obj(response, 'status_details'), 'error')
+      return {
+        type: 'response.done',
+        responseId: str(response, 'id'),
+        outOfBand: isOutOfBand(response),
+        status,
+        failureCode: status === 'failed' ? (str(error, 'code') ?? str(error, 'type')) : undefined,
+        calls: completedCalls(response)
+      }
+    }
+    case UpstreamType.error: {
+      const error = obj(event, 'error')
+      return { type: 'error', code: str(error, 'code') ?? str(error, 'type') ?? 'upstream_error', eventId: str(error, 'event_id') }
+    }
+    case UpstreamType.itemAdded: return { type: 'item.added', itemId: str(obj(event, 'item'), 'id') }
+    case UpstreamType.itemDone: {
+      const item = obj(event, 'item')
+      return { type: 'item.done', itemId: str(item, 'id'), assistantText: assistantText(item) }
+    }
+    case UpstreamType.functionCallArgumentsDone: {
+      const callId = str(event, 'call_id')
+      const responseId = str(event, 'response_id')
+      if (callId === undefined || responseId === undefined) return undefined
+      return { type: 'function_call.done', callId, responseId, call: { callId, name: str(event, 'name') ?? '', arguments: str(event, 'arguments') ?? '{}' } }
+    }
+    case UpstreamType.speechStarted: return { type: 'speech.started' }
+    case UpstreamType.speechStopped: return { type: 'speech.stopped' }
+    case UpstreamType.outputAudioDone: return { type: 'audio.done', responseId: str(event, 'response_id') }
+    case UpstreamType.outputAudioTranscriptDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: str(event, 'transcript') }
+    case UpstreamType.outputTextDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: str(event, 'text') }
+    case UpstreamType.outputItemAdded: return { type: 'output_item.added', itemId: str(obj(event, 'item'), 'id') }
+    case UpstreamType.inputTranscriptionCompleted: return { type: 'user.transcript', text: str(event, 'transcript') }
+  }
+  return undefined
+}
+
+/** `response.conversation_id === null` marks an out-of-band response: it neither takes nor frees the slot. */
+function isOutOfBand (response: Record<string, unknown> | undefined): boolean {
+  return response !== undefined && 'conversation_id' in response && response.conversation_id === null
+}
+
+/** Function calls a finished response lists; a call cut off (status incomplete) never completes. */
+function completedCalls (response: Record<string, unknown> | undefined): AnnouncedCall[] {
+  const output = response?.output
+  if (!Array.isArray(output)) return []
+  const calls: AnnouncedCall[] = []
+  for (const item of output) {
+    if (str(item, 'type') !== 'function_call' || str(item, 'status') === 'incomplete') continue
+    const callId = str(item, 'call_id')
+    if (callId !== undefined) calls.push({ callId, name: str(item, 'name') ?? '', arguments: str(item, 'arguments') ?? '{}' })
+  }
+  return calls
+}
+
+/** The text of an assistant message item (its audio transcripts or texts), or undefined for any other item. */
+function assistantText (item: Record<string, unknown> | undefined): string | undefined {
+  if (str(item, 'role') !== 'assistant' || !Array.isArray(item?.content)) return undefined
+  return (item.content as unknown[]).map((part) => str(part, 'transcript') ?? str(part, 'text') ?? '').join('')
+}

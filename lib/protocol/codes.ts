@@ -1,0 +1,53 @@
+// The codes this proxy answers with outside Deepgram's messages: WebSocket close codes
+// and reasons towards clients, and the HTTP refusals of an upgrade. One source of truth
+// for each; the README's tables describe them.
+
+/** WebSocket close codes towards the client, by what ended the session. */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  internal: 1011,
+  serviceRestart: 1012,
+  tryAgainLater: 1013
+} as const
+
+/** Close reasons that do not depend on the session. */
+export const CloseReason = {
+  clientClosed: 'client closed',
+  /** The embedding app called app.close(). */
+  shutdown: 'server shutting down',
+  /** The drain deadline passed (SIGTERM). */
+  drain: 'server restarting: reconnect',
+  /** DELETE /connections/:id */
+  admin: 'closed by admin'
+} as const
+
+/** How long a closing leg may take to answer our close frame before its socket is destroyed. */
+export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5000
+
+/** ws (8.23+) reads `closeTimeout` from its options; @types/ws 8.18 does not list it yet. */
+export const CLOSE_TIMEOUT_OPTION: object = { closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS }
+
+/** WebSocket close reasons are at most 123 bytes. */
+export function truncateReason (reason: string): string {
+  return Buffer.byteLength(reason) <= 123 ? reason : Buffer.from(reason).subarray(0, 120).toString() + '...'
+}
+
+/** An upgrade refused before any WebSocket exists: HTTP status, body code and message, metric reason. */
+export interface Refusal {
+  status: number
+  code: string
+  message: string
+  /** `dgproxy_sessions_rejected_total{reason}` */
+  reason: string
+}
+
+export const Refusals = {
+  draining: { status: 503, code: 'DRAINING', message: 'This instance is draining; connect to another one.', reason: 'draining' },
+  shuttingDown: { status: 503, code: 'SHUTTING_DOWN', message: 'This instance is shutting down; connect to another one.', reason: 'draining' },
+  origin: { status: 403, code: 'ORIGIN_NOT_ALLOWED', message: 'This Origin may not connect.', reason: 'origin' },
+  auth: { status: 401, code: 'UNAUTHORIZED', message: 'Missing or invalid token: send "Authorization: Token <token>", the subprotocols "token, <token>", or ?token=<token>.', reason: 'auth' },
+  tooManySessions: (maxSessions: number): Refusal => ({ status: 503, code: 'TOO_MANY_SESSIONS', message: `This instance already serves ${maxSessions} sessions; try again later or another instance.`, reason: 'max_sessions' })
+} as const satisfies Record<string, Refusal | ((...args: never[]) => Refusal)>

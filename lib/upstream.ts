@@ -1,0 +1,171 @@
+// The upstream leg: one WebSocket to OpenAI Realtime. It connects (with the key and the
+// limits), holds what is sent before the socket opens and flushes it in order, checks
+// liveness by ping, and turns every way the connection can fail into one
+// `UpstreamFailure`: the client's Error code and description, and the close code and
+// reason its session ends with (the table below, also in the README).
+
+import WebSocket from 'ws'
+import type { RawData } from 'ws'
+import { CLOSE_TIMEOUT_OPTION, CloseCode, truncateReason } from './protocol/codes.js'
+import { ErrorCode } from './protocol/deepgram.js'
+import { watchLiveness } from './liveness.js'
+import type { UpstreamState } from './registry.js'
+import { cork } from './ws-cork.js'
+
+/** How an upstream connection failed, as the client is told. */
+export interface UpstreamFailure {
+  /** `Error.code` */
+  code: string
+  /** `Error.description` */
+  description: string
+  /** Close code towards the client. */
+  closeCode: number
+  /** Close reason towards the client. */
+  reason: string
+}
+
+/** HTTP status of a refused upgrade → failure. */
+export function refusedFailure (status: number): UpstreamFailure {
+  const [code, closeCode] = status === 401 || status === 403
+    ? [ErrorCode.upstreamUnauthorized, CloseCode.internal]
+    : status === 429
+      ? [ErrorCode.upstreamRateLimited, CloseCode.tryAgainLater]
+      : [ErrorCode.upstreamUnavailable, status >= 500 ? CloseCode.tryAgainLater : CloseCode.internal]
+  return { code, description: `The upstream refused the connection (HTTP ${status}).`, closeCode, reason: `upstream refused (HTTP ${status})` }
+}
+
+/** A connection that never opened: unreachable, or the handshake timed out. */
+export function connectFailure (error: Error): UpstreamFailure {
+  return /timed out/i.test(error.message)
+    ? { code: ErrorCode.upstreamTimeout, description: 'The upstream did not answer the connection in time.', closeCode: CloseCode.tryAgainLater, reason: 'upstream connect timeout' }
+    : { code: ErrorCode.upstreamUnavailable, description: 'The upstream could not be reached.', closeCode: CloseCode.tryAgainLater, reason: 'upstream unreachable' }
+}
+
+/** An invalid or oversized frame from an open upstream (ws's `WS_ERR_*` codes). */
+export function protocolFailure (wsCode: string, message: string, maxFrameBytes: number): UpstreamFailure {
+  return {
+    code: ErrorCode.upstreamProtocolError,
+    description: wsCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+      ? `The upstream sent a frame larger than ${maxFrameBytes} bytes (MAX_UPSTREAM_FRAME_BYTES).`
+      : `The upstream sent an invalid WebSocket frame (${message}).`,
+    closeCode: CloseCode.internal,
+    reason: 'upstream protocol error'
+  }
+}
+
+export function unresponsiveFailure (everyMs: number): UpstreamFailure {
+  return { code: ErrorCode.upstreamUnresponsive, description: `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, closeCode: CloseCode.internal, reason: 'upstream unresponsive' }
+}
+
+/** The upstream closed an open session: its code is passed on where it means the same to a client. */
+export function closedFailure (code: number, reason: string): UpstreamFailure {
+  const closeCode = code === 1000 || code === 1001 || code === 1011 || code === 1013 ? code : CloseCode.internal
+  const description = code === 1001
+    ? 'The upstream ended the session (its maximum duration was reached or it is going away).'
+    : `The upstream closed the connection (code ${code}${reason === '' ? '' : `: ${reason}`}).`
+  return { code: ErrorCode.upstreamClosed, description, closeCode, reason: truncateReason(`upstream closed (${code})`) }
+}
+
+export interface UpstreamLegOptions {
+  url: string
+  apiKey: string | undefined
+  maxFrameBytes: number
+  connectTimeoutMs: number
+  pingIntervalMs: number
+  onOpen (): void
+  onFrame (data: RawData, isBinary: boolean): void
+  /** The connection failed (it is being dropped); `onClose` follows. */
+  onFailure (failure: UpstreamFailure): void
+  /** An error that does not end the connection. */
+  onSocketError (error: Error): void
+  onClose (code: number, reason: string): void
+}
+
+export class UpstreamLeg {
+  state: UpstreamState = 'connecting'
+  readonly #ws: WebSocket
+  /** What was sent before the socket opened, in order. */
+  #outbox: string[] = []
+  #ping: NodeJS.Timeout | undefined
+
+  constructor (o: UpstreamLegOptions) {
+    const headers: Record<string, string> = {}
+    if (o.apiKey !== undefined) headers.Authorization = `Bearer ${o.apiKey}`
+    const ws = new WebSocket(o.url, {
+      headers,
+      maxPayload: o.maxFrameBytes,
+      handshakeTimeout: o.connectTimeoutMs,
+      perMessageDeflate: false,
+      ...CLOSE_TIMEOUT_OPTION
+    })
+    this.#ws = ws
+    ws.on('open', () => {
+      this.state = 'open'
+      const outbox = this.#outbox
+      this.#outbox = []
+      for (const text of outbox) ws.send(text)
+      this.#ping = watchLiveness(ws, o.pingIntervalMs, () => {
+        o.onFailure(unresponsiveFailure(o.pingIntervalMs))
+        ws.terminate()
+      })
+      o.onOpen()
+    })
+    ws.on('message', o.onFrame)
+    ws.on('unexpected-response', (_request, response) => {
+      response.resume()
+      o.onFailure(refusedFailure(response.statusCode ?? 0))
+      ws.terminate()
+    })
+    ws.on('error', (error: Error & { code?: string }) => {
+      if (this.state === 'connecting') {
+        o.onFailure(connectFailure(error))
+        return
+      }
+      const wsCode = error.code ?? ''
+      if (!wsCode.startsWith('WS_ERR_')) {
+        o.onSocketError(error)
+        return
+      }
+      // A protocol fault: say so, and do not wait for a close handshake.
+      o.onFailure(protocolFailure(wsCode, error.message, o.maxFrameBytes))
+      ws.terminate()
+    })
+    ws.on('close', (code, reason) => {
+      this.state = 'closed'
+      clearInterval(this.#ping)
+      o.onClose(code, reason.toString())
+    })
+  }
+
+  get isOpen (): boolean {
+    return this.state === 'open'
+  }
+
+  /** True once the socket is closed (both directions done). */
+  get isClosed (): boolean {
+    return this.#ws.readyState === WebSocket.CLOSED
+  }
+
+  /** Sends now, holds while connecting, drops once closed. */
+  send (text: string): void {
+    if (this.state === 'open') this.#ws.send(text)
+    else if (this.state === 'connecting') this.#outbox.push(text)
+  }
+
+  /** Corks the socket for this tick (see ws-cork.ts); only while open. */
+  cork (): void {
+    if (this.state === 'open') cork(this.#ws)
+  }
+
+  /** Ends the leg: a close handshake when open, dropped while still connecting. */
+  close (code: number, reason: string): void {
+    clearInterval(this.#ping)
+    this.#outbox = []
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(code, reason)
+    else if (this.#ws.readyState === WebSocket.CONNECTING) this.#ws.terminate()
+  }
+
+  terminate (): void {
+    this.#ws.terminate()
+  }
+}
