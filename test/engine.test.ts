@@ -3,155 +3,11 @@
 // shaped like OpenAI Realtime GA server events.
 
 import t from 'tap'
-import { TurnEngine, sayExactly, type EngineOptions, type EngineState } from '../lib/engine/engine.js'
-import { timerKey, type Command, type EngineInput, type Timer } from '../lib/engine/io.js'
-import { ErrorCode, WarningCode, type ServerMessage } from '../lib/protocol/deepgram.js'
-import { assistantText, userText, type ConversationItem, type SessionFields } from '../lib/protocol/openai.js'
-
-type Input = EngineInput extends infer I ? I extends EngineInput ? Omit<I, 'at'> : never : never
-type UpEvent = Extract<Command, { kind: 'upstream' }>['event']
-
-const CONFLICT = 'conversation_already_has_active_response'
-
-function upstream (cmds: Command[], type?: string): UpEvent[] {
-  return cmds.flatMap((c) => c.kind === 'upstream' && (type === undefined || c.event.type === type) ? [c.event] : [])
-}
-
-function client (cmds: Command[], type?: string): ServerMessage[] {
-  return cmds.flatMap((c) => c.kind === 'client' && (type === undefined || c.message.type === type) ? [c.message] : [])
-}
-
-/** The keys (`kind:id`) of the timers set by these commands. */
-function timersSet (cmds: Command[]): string[] {
-  return cmds.flatMap((c) => c.kind === 'setTimer' ? [timerKey(c.timer)] : [])
-}
-
-/** The timer whose key is `kind:id`. */
-function timerFromKey (key: string): Timer {
-  const at = key.indexOf(':')
-  const kind = key.slice(0, at)
-  const id = key.slice(at + 1)
-  switch (kind) {
-    case 'createAck':
-    case 'updateAck': return { kind, eventId: id }
-    case 'responseDeadline':
-    case 'cancelGrace': return { kind, responseKey: id }
-    case 'itemAck': return { kind, itemId: id }
-  }
-  throw new Error(`no timer kind ${kind}`)
-}
-
-function warnings (cmds: Command[], code: string): ServerMessage[] {
-  return client(cmds, 'Warning').filter((m) => m.type === 'Warning' && m.code === code)
-}
-
-function responseOf (event: UpEvent): Record<string, unknown> {
-  return event.response as Record<string, unknown>
-}
-
-/** Drives the engine like the session does: one input at a time, time moving on. */
-class Driver {
-  readonly engine: TurnEngine
-  at = 0
-  readonly all: Command[] = []
-  private serverSeq = 0
-
-  constructor (options: Partial<EngineOptions> = {}) {
-    this.engine = new TurnEngine({ idPrefix: 't_', ...options })
-  }
-
-  feed (input: Input): Command[] {
-    this.at += 10
-    const cmds = this.engine.step({ ...input, at: this.at } as EngineInput)
-    this.all.push(...cmds)
-    return cmds
-  }
-
-  up (event: { type: string, [field: string]: unknown }): Command[] {
-    this.serverSeq += 1
-    return this.feed({ type: 'upstream', event: { event_id: `event_${this.serverSeq}`, ...event } })
-  }
-
-  /** The event id of the last response.create the engine sent. */
-  lastCreate (): string {
-    const creates = upstream(this.all, 'response.create')
-    const last = creates[creates.length - 1]
-    if (last === undefined) throw new Error('no response.create sent yet')
-    return last.event_id
-  }
-
-  /** response.created echoing the metadata of a create (ours), or `null` (server VAD). */
-  created (id: string, createEventId: string | null = this.lastCreate()): Command[] {
-    const metadata = createEventId === null ? null : { proxy_event_id: createEventId }
-    return this.up({ type: 'response.created', response: { object: 'realtime.response', id, status: 'in_progress', conversation_id: 'conv_1', metadata, output: [] } })
-  }
-
-  done (id: string, status = 'completed', extra: Record<string, unknown> = {}): Command[] {
-    return this.up({ type: 'response.done', response: { object: 'realtime.response', id, status, conversation_id: 'conv_1', output: [], ...extra } })
-  }
-
-  error (code: string, eventId: string | null): Command[] {
-    return this.up({ type: 'error', error: { type: 'invalid_request_error', code, message: `message text for ${code}`, param: null, event_id: eventId } })
-  }
-
-  itemAdded (itemId: string, type = 'conversation.item.added'): Command[] {
-    return this.up({ type, previous_item_id: null, item: { id: itemId, type: 'message', role: 'user', status: 'completed', content: [] } })
-  }
-
-  args (callId: string, responseId: string, name = 'get_weather', args = '{"city":"Paris"}'): Command[] {
-    return this.up({ type: 'response.function_call_arguments.done', response_id: responseId, item_id: `item_${callId}`, output_index: 0, call_id: callId, name, arguments: args })
-  }
-
-  content (responseId: string, type: string): Command[] {
-    return this.up({ type, response_id: responseId, item_id: `item_${responseId}`, output_index: 0, content_index: 0 })
-  }
-
-  /** Fires the timer whose key is `kind:id`. */
-  timer (key: string): Command[] {
-    return this.feed({ type: 'timer', timer: timerFromKey(key) })
-  }
-
-  get state (): Readonly<EngineState> {
-    return this.engine.state
-  }
-
-  get busy (): boolean {
-    return this.engine.responseInProgress
-  }
-}
-
-/** The item id the engine gave the last InjectUserMessage. */
-function injectedItemId (cmds: Command[]): string {
-  const create = upstream(cmds, 'conversation.item.create')[0]
-  const id = (create?.item as { id?: string } | undefined)?.id
-  if (id === undefined) throw new Error('no injected item')
-  return id
-}
-
-interface ReadyOptions {
-  fields?: SessionFields
-  context?: ConversationItem[]
-  greeting?: string
-  options?: Partial<EngineOptions>
-}
-
-/** An engine past Settings and its session.updated. */
-function ready (opts: ReadyOptions = {}): Driver {
-  const d = new Driver(opts.options)
-  const settings: Input = { type: 'settings', fields: opts.fields ?? { instructions: 'Be brief.', voice: 'alloy' }, context: opts.context ?? [] }
-  if (opts.greeting !== undefined) settings.greeting = opts.greeting
-  d.feed(settings)
-  d.up({ type: 'session.updated', session: { type: 'realtime' } })
-  return d
-}
-
-/** Ready, with our response `id` running (created by an InjectAgentMessage). */
-function responding (id = 'resp_1', opts: ReadyOptions = {}): Driver {
-  const d = ready(opts)
-  d.feed({ type: 'injectAgent', message: 'One moment.', behavior: 'queue' })
-  d.created(id)
-  return d
-}
+import { TurnEngine, sayExactly } from '../lib/engine/engine.js'
+import { timerKey, type Command, type EngineInput } from '../lib/engine/io.js'
+import { ErrorCode, WarningCode } from '../lib/protocol/deepgram.js'
+import { assistantText, userText } from '../lib/protocol/openai.js'
+import { CONFLICT, Driver, client, injectedItemId, ready, responding, responseOf, timersSet, upstream, warnings, type Input } from './helpers/engine-driver.js'
 
 // ── Settings and session setup ──────────────────────────────────────────────────
 
@@ -1002,4 +858,136 @@ t.test('determinism: the same inputs in the same order give the same outputs and
   const a = run()
   t.same(run(), a)
   t.ok(a.commands.flat().length > 10)
+})
+
+// ── Corners no earlier test pinned ──────────────────────────────────────────────
+
+t.test('cannot_update_voice while another change is queued: the other change survives, no SpeakUpdated for the refused voice', async (t) => {
+  const d = ready({ fields: { instructions: 'Base.', voice: 'alloy' } })
+  const [voiceUpdate] = upstream(d.feed({ type: 'configure', fields: { voice: 'echo' }, ack: 'SpeakUpdated' }), 'session.update')
+  t.ok(voiceUpdate, 'the voice change went (the engine did not know the agent had spoken)')
+  t.same(upstream(d.feed({ type: 'configure', fields: {}, ack: 'PromptUpdated', appendInstructions: 'More.' })), [], 'queued behind the update in flight')
+  const refused = d.error('cannot_update_voice', voiceUpdate!.event_id)
+  t.equal(warnings(refused, WarningCode.voiceChangeRefused).length, 1)
+  const [retry] = upstream(refused, 'session.update')
+  t.match(retry?.session, { instructions: 'Base.\n\nMore.' }, 'the queued prompt change goes')
+  t.notMatch(retry?.session, { audio: { output: { voice: String } } }, 'without the voice')
+  const acks = client(d.up({ type: 'session.updated', session: {} }))
+  t.same(acks, [{ type: 'PromptUpdated' }])
+  t.same(client(d.all, 'SpeakUpdated'), [], 'never SpeakUpdated for the refused voice')
+  t.equal(d.engine.pending.sessionUpdate, 0)
+})
+
+t.test('a voice change deferred behind a response is dropped with a Warning once the agent has spoken meanwhile', async (t) => {
+  const d = responding('resp_1', { fields: { instructions: 'x', voice: 'alloy' } })
+  t.same(upstream(d.feed({ type: 'configure', fields: { voice: 'echo', instructions: 'y' }, ack: 'SettingsApplied' })), [], 'deferred: a response is active')
+  d.feed({ type: 'agentAudio', responseId: 'resp_1' })
+  const cmds = d.done('resp_1')
+  t.equal(warnings(cmds, WarningCode.voiceChangeRefused).length, 1)
+  const [update] = upstream(cmds, 'session.update')
+  t.match(update?.session, { instructions: 'y' })
+  t.notMatch(update?.session, { audio: { output: { voice: String } } })
+  t.same(client(d.up({ type: 'session.updated', session: {} })), [{ type: 'SettingsApplied' }])
+})
+
+t.test('a retried create with instructions stays distinct from the bare follow-ups queued meanwhile', async (t) => {
+  const d = ready()
+  d.created('resp_vad', null)
+  d.feed({ type: 'injectAgent', message: 'Say this.', behavior: 'queue' })
+  d.done('resp_vad')
+  const create = d.lastCreate()
+  d.created('resp_vad2', null)
+  const itemId = injectedItemId(d.feed({ type: 'injectUser', content: 'hello' }))
+  d.itemAdded(itemId)
+  d.error(CONFLICT, create)
+  t.equal(d.engine.pending.responseCreate, 2, 'the retried agent message and the bare follow-up wait apart')
+  const [first] = upstream(d.done('resp_vad2'), 'response.create')
+  t.equal(responseOf(first!).instructions, sayExactly('Say this.'), 'the retry goes first, with its instructions')
+  d.created('resp_said')
+  const [second] = upstream(d.done('resp_said'), 'response.create')
+  t.equal(responseOf(second!).instructions, undefined, 'then the bare one')
+})
+
+t.test('an out-of-band response.done has no side effect at all', async (t) => {
+  const d = responding('resp_1')
+  const cmds = d.up({
+    type: 'response.done',
+    response: {
+      id: 'resp_oob',
+      status: 'failed',
+      conversation_id: null,
+      status_details: { type: 'failed', error: { type: 'server_error', code: 'server_error' } },
+      output: [{ type: 'function_call', status: 'completed', call_id: 'call_oob', name: 'f', arguments: '{}' }]
+    }
+  })
+  t.same(cmds, [], 'no FunctionCallRequest, no Error, no metric, no log')
+  t.equal(d.engine.activeResponseId, 'resp_1', 'our response still holds the slot')
+})
+
+t.test('a conflict after a response.created without metadata (taken as ours) is recovered, not thrown on', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'Hi.', behavior: 'queue' })
+  const create = d.lastCreate()
+  d.up({ type: 'response.created', response: { id: 'resp_vad', status: 'in_progress', conversation_id: 'conv_1' } })
+  t.equal(d.engine.activeResponseId, 'resp_vad')
+  const refused = d.error(CONFLICT, create)
+  t.same(client(refused, 'Error'), [], 'retried, not reported')
+  t.ok(d.busy, 'the response that answered holds the slot')
+  const [retry] = upstream(d.done('resp_vad'), 'response.create')
+  t.equal(responseOf(retry!).instructions, sayExactly('Hi.'), 'our request goes once the slot is free')
+})
+
+t.test('placeholder lifecycle: it holds the slot for an unseen response and goes when that response is named or ends', async (t) => {
+  const named = ready()
+  named.created('resp_vad', null)
+  named.done('resp_vad')
+  named.feed({ type: 'injectAgent', message: 'A.', behavior: 'queue' })
+  named.error(CONFLICT, named.lastCreate())
+  t.ok(named.busy, 'a placeholder holds the slot')
+  t.equal(named.engine.activeResponseId, null, 'under no id')
+  named.created('resp_unseen', null)
+  t.equal(named.state.slot.open.length, 1, 'the placeholder gave way to the response once named')
+  const [retry] = upstream(named.done('resp_unseen'), 'response.create')
+  t.ok(retry, 'the retry goes at its end')
+
+  const ended = ready()
+  ended.feed({ type: 'injectAgent', message: 'B.', behavior: 'queue' })
+  ended.error(CONFLICT, ended.lastCreate())
+  const cmds = ended.done('resp_never_seen')
+  t.ok(cmds.some((c) => c.kind === 'clearTimer' && timerKey(c.timer).startsWith('responseDeadline:unknown:')), 'its watchdog is cleared')
+  t.equal(upstream(cmds, 'response.create').length, 1, 'an unknown response.done ends the unseen response: retried at once')
+})
+
+t.test('placeholder: an abandoned response finishing late frees the slot the placeholder held for it', async (t) => {
+  const d = responding('resp_hung', { options: { responseMaxMs: 500, cancelGraceMs: 50 } })
+  d.timer('responseDeadline:resp_hung')
+  d.timer('cancelGrace:resp_hung')
+  t.notOk(d.busy, 'abandoned: the slot is free')
+  d.feed({ type: 'injectAgent', message: 'Next.', behavior: 'queue' })
+  d.error(CONFLICT, d.lastCreate())
+  t.ok(d.busy, 'the upstream says a response still runs: a placeholder holds the slot')
+  const cmds = d.done('resp_hung', 'cancelled')
+  t.notOk(cmds.some((c) => c.kind === 'client' && c.message.type === 'Warning'), 'no Warning')
+  t.equal(upstream(cmds, 'response.create').length, 1, 'the late end of the abandoned response frees the slot: the request goes now, not after the placeholder\'s deadline')
+})
+
+t.test('the conflict metric counts conflicts only', async (t) => {
+  const d = ready()
+  const countConflicts = (cmds: Command[]): number => cmds.filter((c) => c.kind === 'metric' && c.name === 'conflict').length
+  t.equal(countConflicts(d.error('invalid_value', null)), 0)
+  t.equal(countConflicts(d.error('response_cancel_not_active', null)), 0)
+  d.feed({ type: 'injectAgent', message: 'x', behavior: 'queue' })
+  t.equal(countConflicts(d.error('rate_limit_exceeded', d.lastCreate())), 0)
+  d.feed({ type: 'injectAgent', message: 'y', behavior: 'queue' })
+  t.equal(countConflicts(d.error(CONFLICT, d.lastCreate())), 1)
+  t.equal(countConflicts(d.error(CONFLICT, null)), 1, 'also a conflict about nothing we sent')
+})
+
+t.test('the held-message bound: exactly maxHeldIntents are held, the next one is refused', async (t) => {
+  const d = new Driver({ maxHeldIntents: 3 })
+  for (let i = 0; i < 3; i++) t.same(client(d.feed({ type: 'injectUser', content: `m${i}` })), [], `message ${i + 1} held`)
+  t.match(client(d.feed({ type: 'injectUser', content: 'm3' })), [{ type: 'Error', code: ErrorCode.tooManyHeldMessages }])
+  d.feed({ type: 'settings', fields: { instructions: 'x' }, context: [] })
+  const cmds = d.up({ type: 'session.updated', session: {} })
+  t.same(client(cmds, 'ConversationText').map((m) => m.type === 'ConversationText' ? m.content : ''), ['m0', 'm1', 'm2'], 'the held ones replayed in order')
 })

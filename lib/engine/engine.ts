@@ -488,6 +488,8 @@ export class TurnEngine {
       this.#clearResponseTimers(id as string)
     } else if (id !== undefined && s.abandoned.includes(id)) {
       s.abandoned = s.abandoned.filter((abandoned) => abandoned !== id)
+      // It was still running: the slot a placeholder held for an unseen response was its.
+      this.#dropPlaceholder()
     } else if (!this.#dropPlaceholder()) {
       // If our create was never confirmed, this done may be its (late) end: its id was
       // never seen, so nothing else would free it.

@@ -78,6 +78,56 @@ t.test('a slow reader: agent audio dropped (counted) beyond MAX_CLIENT_BUFFERED_
   await noSessionsLeft(proxied)
 })
 
+t.test('a slow reader that catches up starts its SLOW_CLIENT_TIMEOUT_MS afresh when it is slow again', async (t) => {
+  const upstream = await scriptedUpstream(t)
+  const timeoutMs = 1500
+  const proxied = await startProxy(t, { env: { OPENAI_REALTIME_URL: upstream.url, MAX_CLIENT_BUFFERED_BYTES: String(64 * 1024), SLOW_CLIENT_TIMEOUT_MS: String(timeoutMs) } })
+  const client = await configuredClient(proxied.url)
+  const ws = await upstream.nextConnection()
+  const delta = Buffer.alloc(96 * 1024, 1).toString('base64')
+  let seq = 0
+  const sendDeltas = (count: number): void => {
+    for (let i = 0; i < count; i++) ws.send(`{"type":"response.output_audio.delta","event_id":"e${seq++}","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"${delta}"}`)
+  }
+  const dropped = async (): Promise<number> => await metric(proxied, 'dgproxy_dropped_frames_total{reason="slow_client"}')
+  client.ws.pause()
+  sendDeltas(150)
+  await eventually(async () => await dropped() > 0, 'audio to be dropped for the slow client', 5000)
+  const firstSlow = Date.now()
+  client.ws.resume()
+  // Caught up: the next delta finds the buffer drained and is delivered.
+  await eventually(() => { sendDeltas(1); return proxied.proxy.sessions.size === 1 && client.audio.length > 0 && client.ws.bufferedAmount === 0 }, 'the client to catch up', 5000)
+  const received = client.audio.length
+  sendDeltas(1)
+  await client.until(() => client.audio.length > received, 'a delta delivered after catching up')
+  // Slow again, now that the first slow period began more than the timeout ago.
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstSlow + timeoutMs + 100 - Date.now())))
+  const droppedBefore = await dropped()
+  client.ws.pause()
+  sendDeltas(150)
+  await eventually(async () => await dropped() > droppedBefore, 'audio dropped again', 5000)
+  sendDeltas(1)
+  await eventually(async () => await dropped() > droppedBefore + 1, 'that delta handled too', 5000)
+  t.notOk([...proxied.proxy.sessions].some((s) => s.summary().phase === 'closing'), 'not closed: its second slow period has just begun')
+  client.ws.resume()
+  await client.close()
+  await noSessionsLeft(proxied)
+})
+
+t.test('the message-rate limit: exactly MAX_CLIENT_MESSAGES_PER_SECOND pass, one more closes the session', async (t) => {
+  const proxied = await startProxy(t, { env: { MAX_CLIENT_MESSAGES_PER_SECOND: '5' } })
+  const client = await TestClient.connect(proxied.url)
+  for (let i = 0; i < 4; i++) client.send({ type: 'KeepAlive' })
+  client.send({ type: 'Unknown5th' })
+  await client.until(() => client.all('Error').length === 1, 'the answer to the fifth message')
+  t.equal(client.all('Error')[0]?.code, 'UNPARSABLE_CLIENT_MESSAGE', 'five in a second are served')
+  client.send({ type: 'KeepAlive' })
+  const close = await within(client.closed, 'the sixth to close the session')
+  t.same(close, { code: 1008, reason: 'message rate limit exceeded' })
+  t.equal(client.all('Error').at(-1)?.code, 'CLIENT_MESSAGE_RATE_EXCEEDED')
+  await noSessionsLeft(proxied)
+})
+
 t.test('a client that reads keeps all its audio: nothing dropped, not closed', async (t) => {
   const upstream = await scriptedUpstream(t)
   const proxied = await startProxy(t, { env: { OPENAI_REALTIME_URL: upstream.url, MAX_CLIENT_BUFFERED_BYTES: String(64 * 1024), SLOW_CLIENT_TIMEOUT_MS: '300' } })
