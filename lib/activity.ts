@@ -16,10 +16,11 @@ export function audioStream (direction: EventDirection, type: string): AudioStre
 }
 
 export class SessionActivity {
-  readonly upstreamSent: TypeCounts = {}
-  readonly upstreamReceived: TypeCounts = {}
-  readonly clientSent: TypeCounts = {}
-  readonly clientReceived: TypeCounts = {}
+  // Keyed by message type (known types only: the others count as `unknown`), without a prototype all the same.
+  readonly upstreamSent: TypeCounts = Object.create(null)
+  readonly upstreamReceived: TypeCounts = Object.create(null)
+  readonly clientSent: TypeCounts = Object.create(null)
+  readonly clientReceived: TypeCounts = Object.create(null)
   readonly #timeline: TimelineEvent[] = []
   readonly #audioRun = new Map<string, TimelineEvent>()
 

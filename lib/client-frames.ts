@@ -7,7 +7,8 @@ import type { EngineInput, InjectBehavior } from './engine/io.js'
 import { SettingsError, planSettings, speakFields, thinkFields } from './mapping.js'
 import type { SessionPlan } from './mapping.js'
 import type { ServerMessage, SettingsMessage } from './protocol/deepgram.js'
-import { CLIENT_MESSAGE_TYPES, ErrorCode, UNSUPPORTED_CLIENT_MESSAGE_TYPES, WarningCode } from './protocol/deepgram.js'
+import { CLIENT_MESSAGE_TYPES, ErrorCode, UNSUPPORTED_CLIENT_MESSAGE_TYPES, WarningCode, clientTypeBucket } from './protocol/deepgram.js'
+import { quoted } from './protocol/json.js'
 import { isObject } from './protocol/json.js'
 
 /** An engine input before the session stamps its time. */
@@ -30,10 +31,26 @@ export interface DecodedFrame {
   action: ClientAction
 }
 
-export function decodeClientText (text: string): DecodedFrame {
+/** The bounds a text message is checked against before it is parsed. */
+export interface TextBounds {
+  maxBytes: number
+  maxDepth: number
+}
+
+/**
+ * Decodes one text frame. Its size and nesting are checked on the raw bytes first, so a
+ * message over either bound is never parsed, stored or copied.
+ */
+export function decodeClientText (data: Buffer, bounds: TextBounds): DecodedFrame {
+  if (data.length > bounds.maxBytes) {
+    return { type: 'invalid', recorded: false, action: warning(WarningCode.messageTooLarge, `A text message of ${data.length} bytes was dropped unread: the limit is ${bounds.maxBytes} bytes (MAX_CLIENT_MESSAGE_BYTES).`) }
+  }
+  if (nestingExceeds(data, bounds.maxDepth)) {
+    return { type: 'invalid', recorded: false, action: warning(WarningCode.messageTooDeep, `A text message nested deeper than ${bounds.maxDepth} levels was dropped unread (MAX_CLIENT_JSON_DEPTH).`) }
+  }
   let message: unknown
   try {
-    message = JSON.parse(text)
+    message = JSON.parse(data.toString())
   } catch {
     return { type: 'invalid', recorded: false, action: unparsable('A text frame was not valid JSON. Send JSON messages as text and audio as binary frames.') }
   }
@@ -47,7 +64,30 @@ export function decodeClientText (text: string): DecodedFrame {
     if (!(error instanceof SettingsError)) throw error
     action = { kind: 'reply', message: { type: 'Error', code: error.code, description: error.message } }
   }
-  return { type: message.type, recorded: true, action }
+  return { type: clientTypeBucket(message.type), recorded: true, action }
+}
+
+/**
+ * Whether the JSON text nests objects and arrays deeper than `max`, by counting brackets
+ * outside strings (no parsing, no recursion). Invalid JSON is left for JSON.parse to refuse.
+ */
+export function nestingExceeds (data: Buffer, max: number): boolean {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < data.length; i++) {
+    const byte = data[i]
+    if (inString) {
+      if (byte === 0x5c) i++ // a backslash escapes the next byte
+      else if (byte === 0x22) inString = false
+    } else if (byte === 0x22) {
+      inString = true
+    } else if (byte === 0x7b || byte === 0x5b) {
+      if (++depth > max) return true
+    } else if (byte === 0x7d || byte === 0x5d) {
+      depth--
+    }
+  }
+  return false
 }
 
 function decodeMessage (type: string, message: Record<string, unknown>): ClientAction {
@@ -81,13 +121,17 @@ function decodeMessage (type: string, message: Record<string, unknown>): ClientA
       return { kind: 'none' }
   }
   if ((UNSUPPORTED_CLIENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
-    return { kind: 'reply', message: { type: 'Warning', code: WarningCode.unsupportedMessage, description: `${type} is not supported by this proxy and was ignored.` } }
+    return warning(WarningCode.unsupportedMessage, `${type} is not supported by this proxy and was ignored.`)
   }
-  return unparsable(`Unknown message type "${type}". Known types: ${CLIENT_MESSAGE_TYPES.join(', ')}.`)
+  return unparsable(`Unknown message type ${quoted(type)}. Known types: ${CLIENT_MESSAGE_TYPES.join(', ')}.`)
 }
 
 function intent (value: Intent, warnings: ServerMessage[] = []): ClientAction {
   return { kind: 'intent', intent: value, warnings }
+}
+
+function warning (code: string, description: string): ClientAction {
+  return { kind: 'reply', message: { type: 'Warning', code, description } }
 }
 
 function unparsable (description: string): ClientAction {

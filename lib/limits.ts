@@ -50,6 +50,30 @@ export const LIMITS = [
     metric: '`dgproxy_dropped_frames_total{reason="client_frame_too_large"}`'
   },
   {
+    option: 'maxClientMessageBytes',
+    env: 'MAX_CLIENT_MESSAGE_BYTES',
+    default: 512 * 1024,
+    min: 1024,
+    max: 64 * 1024 * 1024,
+    unit: 'bytes',
+    scope: 'plugin',
+    bounds: 'one JSON text message (checked before it is parsed; binary audio frames only have `MAX_CLIENT_FRAME_BYTES`)',
+    trips: '`Warning{code:"CLIENT_MESSAGE_TOO_LARGE"}`; the message is dropped unread. The session goes on',
+    metric: '`dgproxy_client_warnings_total{code="CLIENT_MESSAGE_TOO_LARGE"}`'
+  },
+  {
+    option: 'maxClientJsonDepth',
+    env: 'MAX_CLIENT_JSON_DEPTH',
+    default: 64,
+    min: 8,
+    max: 1024,
+    unit: 'count',
+    scope: 'plugin',
+    bounds: 'nesting of objects and arrays in one JSON message (checked before it is parsed). A tool schema at OpenAI\'s own nesting limit for strict schemas needs about 30',
+    trips: '`Warning{code:"CLIENT_MESSAGE_TOO_DEEP"}`; the message is dropped unread. The session goes on',
+    metric: '`dgproxy_client_warnings_total{code="CLIENT_MESSAGE_TOO_DEEP"}`'
+  },
+  {
     option: 'maxClientMessagesPerSecond',
     env: 'MAX_CLIENT_MESSAGES_PER_SECOND',
     default: 100,
@@ -87,6 +111,30 @@ export const LIMITS = [
     metric: '`dgproxy_client_errors_total{code="TOO_MANY_PENDING_MESSAGES"}`'
   },
   {
+    option: 'maxPromptChars',
+    env: 'MAX_PROMPT_CHARS',
+    default: 100_000,
+    min: 1000,
+    max: 10_000_000,
+    unit: 'count',
+    scope: 'plugin',
+    bounds: 'the agent\'s instructions in characters (`think.prompt`, grown by each `UpdatePrompt`); gpt-realtime\'s whole context is 32,000 tokens',
+    trips: '`Warning{code:"PROMPT_TOO_LONG"}`; that change of the instructions is refused (the instructions in force stay), the message\'s other changes apply',
+    metric: '`dgproxy_client_warnings_total{code="PROMPT_TOO_LONG"}`'
+  },
+  {
+    option: 'maxQueuedResponses',
+    env: 'MAX_QUEUED_RESPONSES',
+    default: 16,
+    min: 1,
+    max: 1000,
+    unit: 'count',
+    scope: 'plugin',
+    bounds: 'responses waiting for the response slot (agent messages queued with `behavior:"queue"`; bare follow-ups always fit, they merge into one)',
+    trips: '`InjectionRefused` for an `InjectAgentMessage` beyond it. The session goes on',
+    metric: '`dgproxy_client_messages_total{direction="sent",type="InjectionRefused"}`'
+  },
+  {
     option: 'maxClientBufferedBytes',
     env: 'MAX_CLIENT_BUFFERED_BYTES',
     default: 4 * 1024 * 1024,
@@ -94,9 +142,9 @@ export const LIMITS = [
     max: 1024 * 1024 * 1024,
     unit: 'bytes',
     scope: 'plugin',
-    bounds: 'agent audio waiting in a slow client\'s send buffer',
-    trips: 'agent audio frames are dropped (gaps in the audio) while more than this waits',
-    metric: '`dgproxy_dropped_frames_total{reason="slow_client"}`'
+    bounds: 'output waiting in a slow client\'s send buffer: agent audio above it, protocol messages above twice it',
+    trips: 'agent audio frames are dropped (gaps in the audio) while more than this waits. A protocol message that would find more than twice this waiting: `Error{code:"CLIENT_TOO_SLOW"}`, then close **1008** `client too slow: messages backed up`',
+    metric: '`dgproxy_dropped_frames_total{reason="slow_client"}`, `dgproxy_client_errors_total{code="CLIENT_TOO_SLOW"}`'
   },
   {
     option: 'slowClientTimeoutMs',
@@ -121,6 +169,30 @@ export const LIMITS = [
     bounds: 'one upstream frame (OpenAI events can exceed 1 MiB)',
     trips: '`Error{code:"UPSTREAM_PROTOCOL_ERROR"}`, then close **1011** `upstream protocol error`',
     metric: '`dgproxy_client_errors_total{code="UPSTREAM_PROTOCOL_ERROR"}`'
+  },
+  {
+    option: 'maxUpstreamBufferedBytes',
+    env: 'MAX_UPSTREAM_BUFFERED_BYTES',
+    default: 4 * 1024 * 1024,
+    min: 64 * 1024,
+    max: 1024 * 1024 * 1024,
+    unit: 'bytes',
+    scope: 'plugin',
+    bounds: 'client audio and messages waiting to be sent upstream (an upstream that reads slower than the client sends)',
+    trips: 'nothing at first: the proxy stops reading that client (TCP backpressure) until the upstream has taken half of it',
+    metric: '`dgproxy_backpressure_pauses_total`'
+  },
+  {
+    option: 'slowUpstreamTimeoutMs',
+    env: 'SLOW_UPSTREAM_TIMEOUT_MS',
+    default: 10_000,
+    min: 0,
+    max: 3_600_000,
+    unit: 'ms',
+    scope: 'plugin',
+    bounds: 'how long the upstream may stay over `MAX_UPSTREAM_BUFFERED_BYTES`',
+    trips: '`Error{code:"UPSTREAM_TOO_SLOW"}`, then close **1013** `upstream too slow`',
+    metric: '`dgproxy_client_errors_total{code="UPSTREAM_TOO_SLOW"}`'
   },
   {
     option: 'upstreamConnectTimeoutMs',

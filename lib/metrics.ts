@@ -22,6 +22,10 @@ export interface ProxyMetrics {
   timeToFirstAudio (seconds: number): void
   /** An Error message sent to a client, by its code. */
   clientError (code: string): void
+  /** A Warning message sent to a client, by its code. */
+  clientWarning (code: string): void
+  /** The proxy stopped reading a client because its upstream was backed up. */
+  backpressurePause (): void
   droppedFrames (reason: string, count?: number): void
   /** e.g. 'max_sessions', 'auth', 'draining' */
   sessionRejected (reason: string): void
@@ -117,6 +121,17 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
     labelNames: ['code'],
     registers: [registry]
   })
+  const clientWarnings = new Counter({
+    name: 'dgproxy_client_warnings_total',
+    help: 'Warning messages sent to clients, by code',
+    labelNames: ['code'],
+    registers: [registry]
+  })
+  const pauses = new Counter({
+    name: 'dgproxy_backpressure_pauses_total',
+    help: 'Times the proxy stopped reading a client because that session\'s upstream was backed up (MAX_UPSTREAM_BUFFERED_BYTES)',
+    registers: [registry]
+  })
   const dropped = new Counter({
     name: 'dgproxy_dropped_frames_total',
     help: 'Frames dropped instead of forwarded, by reason',
@@ -148,6 +163,8 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
     queueWait: (seconds) => queueWait.observe(seconds),
     timeToFirstAudio: (seconds) => firstAudio.observe(seconds),
     clientError: (code) => clientErrors.inc({ code }),
+    clientWarning: (code) => clientWarnings.inc({ code }),
+    backpressurePause: () => pauses.inc(),
     droppedFrames: (reason, count = 1) => dropped.inc({ reason }, count),
     sessionRejected: (reason) => sessionsRejected.inc({ reason })
   }

@@ -26,9 +26,9 @@ import type { SessionPlan } from './mapping.js'
 import type { ProxyMetrics } from './metrics.js'
 import { CloseCode, CloseReason, truncateReason } from './protocol/codes.js'
 import type { ServerMessage } from './protocol/deepgram.js'
-import { ErrorCode, WarningCode } from './protocol/deepgram.js'
-import { isObject, obj, str } from './protocol/json.js'
-import { INPUT_AUDIO_APPEND, UpstreamType } from './protocol/openai.js'
+import { ErrorCode, UNKNOWN_TYPE, WarningCode } from './protocol/deepgram.js'
+import { ECHO_CHARS, isObject, obj, str } from './protocol/json.js'
+import { INPUT_AUDIO_APPEND, SERVER_EVENT_TYPES, UpstreamType, boundedId, upstreamCode } from './protocol/openai.js'
 import type { UpstreamEvent } from './protocol/openai.js'
 import type { ConnectionDetail, ConnectionSummary, LiveSession } from './registry.js'
 import { UpstreamLeg, closedFailure } from './upstream.js'
@@ -58,6 +58,8 @@ const AUDIO_DELTA_TYPE = UpstreamType.outputAudioDelta
 const DELTA_KEY = '"delta":"'
 const RESPONSE_ID_KEY = '"response_id":"'
 const BINARY = { binary: true }
+/** How often a client not read because of upstream backpressure is checked for resuming. */
+const BACKPRESSURE_CHECK_MS = 20
 
 const AUDIO_STREAMS = {
   clientIn: audioStream('client->proxy', 'binary'),
@@ -95,47 +97,43 @@ export class Session implements LiveSession {
   /** When the client's send buffer went over the limit; undefined while it is not. */
   #slowSince: number | undefined
   #clientPing: NodeJS.Timeout | undefined
+  /** While the client is not read (its upstream is backed up): the check that resumes it. */
+  #backpressure: NodeJS.Timeout | undefined
 
   constructor (options: SessionOptions) {
     this.#o = options
     this.#client = options.client
     this.#log = options.logger.child({ sessionId: this.id, ...options.logBindings })
-    this.#engine = new TurnEngine({ ...options.engine, maxHeldIntents: options.maxHeldMessages, idPrefix: `${this.id.slice(0, 8)}_` })
-    this.#client.on('message', (data, isBinary) => {
-      try {
-        this.#onClientFrame(data, isBinary)
-      } catch (error) {
-        this.#internalError(error)
-      }
+    this.#engine = new TurnEngine({
+      ...options.engine,
+      maxHeldIntents: options.maxHeldMessages,
+      maxPromptChars: options.maxPromptChars,
+      maxQueuedResponses: options.maxQueuedResponses,
+      idPrefix: `${this.id.slice(0, 8)}_`
     })
-    this.#client.on('close', (code, reason) => this.#onClientClose(code, reason.toString()))
-    this.#client.on('error', (error) => this.#onClientError(error))
+    this.#client.on('message', this.#guard((data: RawData, isBinary: boolean) => this.#onClientFrame(data, isBinary)))
+    this.#client.on('close', this.#guard((code: number, reason: Buffer) => this.#onClientClose(code, reason)))
+    this.#client.on('error', this.#guard((error: Error) => this.#onClientError(error)))
     this.#sendClient({ type: 'Welcome', request_id: this.id })
     // A client that vanished without a close (a dead network path) would otherwise hold
     // its session, and its upstream, until the upstream's own limit.
-    this.#clientPing = watchLiveness(this.#client, options.clientPingIntervalMs, () => {
+    this.#clientPing = watchLiveness(this.#client, options.clientPingIntervalMs, this.#guard(() => {
       this.#log.info('client did not answer a ping: dropping the session')
       this.#client.terminate()
-    })
+    }))
     this.#upstream = new UpstreamLeg({
       url: options.upstreamUrl,
       apiKey: options.apiKey,
       maxFrameBytes: options.maxUpstreamFrameBytes,
       connectTimeoutMs: options.upstreamConnectTimeoutMs,
       pingIntervalMs: options.upstreamPingIntervalMs,
-      onOpen: () => {
+      onOpen: this.#guard(() => {
         if (this.#engine.phase === 'ready') this.#flushHeldAudio()
-      },
-      onFrame: (data, isBinary) => {
-        try {
-          this.#onUpstreamFrame(data, isBinary)
-        } catch (error) {
-          this.#internalError(error)
-        }
-      },
-      onFailure: (failure) => this.#upstreamFailed(failure),
-      onSocketError: (error) => this.#log.warn({ err: error }, 'upstream socket error'),
-      onClose: (code, reason) => this.#onUpstreamClose(code, reason)
+      }),
+      onFrame: this.#guard((data: RawData, isBinary: boolean) => this.#onUpstreamFrame(data, isBinary)),
+      onFailure: this.#guard((failure: UpstreamFailure) => this.#upstreamFailed(failure)),
+      onSocketError: this.#guard((error: Error) => this.#log.warn({ errorCode: (error as Error & { code?: string }).code, reason: error.message }, 'upstream socket error')),
+      onClose: this.#guard((code: number) => this.#onUpstreamClose(code))
     })
   }
 
@@ -177,7 +175,7 @@ export class Session implements LiveSession {
       return
     }
     if (this.#flooding()) return
-    const frame = decodeClientText(data.toString())
+    const frame = decodeClientText(toBuffer(data), { maxBytes: this.#o.maxClientMessageBytes, maxDepth: this.#o.maxClientJsonDepth })
     this.#activity.count(this.#activity.clientReceived, frame.type)
     if (frame.recorded) this.#activity.record('client->proxy', frame.type)
     const { action } = frame
@@ -248,14 +246,14 @@ export class Session implements LiveSession {
     this.#shutdown(failure.closeCode, failure.reason)
   }
 
-  #onUpstreamClose (code: number, reason: string): void {
+  #onUpstreamClose (code: number): void {
     if (this.#closing) {
       this.#maybeFinish()
       return
     }
     this.#feed({ type: 'upstreamClosed', at: performance.now() })
     // The session's end is the upstream's: say why, then close with a matching code.
-    const failure = closedFailure(code, reason)
+    const failure = closedFailure(code)
     this.#log.info({ errorCode: failure.code, upstreamCloseCode: code }, 'upstream closed')
     this.#sendClient({ type: 'Error', code: failure.code, description: failure.description })
     this.#shutdown(failure.closeCode, failure.reason)
@@ -297,17 +295,19 @@ export class Session implements LiveSession {
   }
 
   #onUpstreamEvent (event: UpstreamEvent): void {
-    this.#activity.count(this.#activity.upstreamReceived, event.type)
+    // Counted and recorded under known types only, with ids and codes bounded: the upstream's data never grows these.
+    const type = SERVER_EVENT_TYPES.has(event.type) ? event.type : UNKNOWN_TYPE
+    this.#activity.count(this.#activity.upstreamReceived, type)
     const response = obj(event, 'response')
-    const responseId = str(event, 'response_id') ?? str(response, 'id')
-    this.#activity.record('upstream->proxy', event.type, { responseId, itemId: str(event, 'item_id') ?? str(obj(event, 'item'), 'id'), code: str(obj(event, 'error'), 'code') })
-    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ direction: 'upstream->proxy', messageType: event.type, responseId }, 'upstream event')
+    const responseId = boundedId(str(event, 'response_id') ?? str(response, 'id'))
+    this.#activity.record('upstream->proxy', type, { responseId, itemId: boundedId(str(event, 'item_id') ?? str(obj(event, 'item'), 'id')), code: upstreamCode(str(obj(event, 'error'), 'code')) })
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ direction: 'upstream->proxy', messageType: type, responseId }, 'upstream event')
     if (ENGINE_EVENT_TYPES.has(event.type)) this.#feed({ type: 'upstream', at: performance.now(), event })
   }
 
   #onAgentAudio (responseId: string, delta: string): void {
     this.#activity.count(this.#activity.upstreamReceived, AUDIO_DELTA_TYPE)
-    this.#activity.recordAudio(AUDIO_STREAMS.upstreamIn, (delta.length * 3) >>> 2, responseId)
+    this.#activity.recordAudio(AUDIO_STREAMS.upstreamIn, (delta.length * 3) >>> 2, boundedId(responseId))
     if (this.#output === undefined) return
     if (responseId !== this.#engine.audibleResponse) {
       // Another response's first audio (or a muted one's): the engine decides.
@@ -322,7 +322,7 @@ export class Session implements LiveSession {
       return
     }
     this.#activity.count(this.#activity.clientSent, 'binary')
-    this.#activity.recordAudio(AUDIO_STREAMS.clientOut, audio.length, responseId)
+    this.#activity.recordAudio(AUDIO_STREAMS.clientOut, audio.length, boundedId(responseId))
     cork(this.#client)
     this.#client.send(audio, BINARY)
   }
@@ -381,14 +381,10 @@ export class Session implements LiveSession {
   #setTimer (timer: Timer, ms: number): void {
     const key = timerKey(timer)
     clearTimeout(this.#timers.get(key))
-    const handle = setTimeout(() => {
+    const handle = setTimeout(this.#guard(() => {
       this.#timers.delete(key)
-      try {
-        if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), timer })
-      } catch (error) {
-        this.#internalError(error)
-      }
-    }, ms)
+      if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), timer })
+    }), ms)
     handle.unref()
     this.#timers.set(key, handle)
   }
@@ -398,13 +394,48 @@ export class Session implements LiveSession {
   #sendUpstreamRaw (text: string, type: string): void {
     this.#activity.count(this.#activity.upstreamSent, type)
     this.#upstream.send(text)
+    if (this.#backpressure === undefined && this.#upstream.bufferedAmount > this.#o.maxUpstreamBufferedBytes) this.#stopReadingClient()
+  }
+
+  /**
+   * The upstream reads slower than the client sends: stop reading the client (TCP pushes
+   * back on it) rather than buffer, until the upstream has taken half of what waits. If it
+   * stays backed up too long, the session ends.
+   */
+  #stopReadingClient (): void {
+    this.#client.pause()
+    this.#o.metrics.backpressurePause()
+    const since = performance.now()
+    this.#backpressure = setInterval(this.#guard(() => {
+      if (this.#upstream.bufferedAmount <= this.#o.maxUpstreamBufferedBytes / 2) {
+        this.#resumeReadingClient()
+      } else if (performance.now() - since > this.#o.slowUpstreamTimeoutMs) {
+        this.#resumeReadingClient()
+        this.#sendClient({ type: 'Error', code: ErrorCode.upstreamTooSlow, description: `The upstream did not take the session's audio for more than ${this.#o.slowUpstreamTimeoutMs} ms; the session was closed.` })
+        this.#shutdown(CloseCode.tryAgainLater, 'upstream too slow')
+      }
+    }), BACKPRESSURE_CHECK_MS)
+    this.#backpressure.unref()
+  }
+
+  #resumeReadingClient (): void {
+    clearInterval(this.#backpressure)
+    this.#backpressure = undefined
+    this.#client.resume()
   }
 
   #sendClient (message: ServerMessage): void {
     if (this.#client.readyState !== WebSocket.OPEN) return
+    if (this.#client.bufferedAmount > 2 * this.#o.maxClientBufferedBytes && !(message.type === 'Error' && message.code === ErrorCode.clientTooSlow)) {
+      // A client that does not read: protocol messages cannot be dropped like audio, so it goes.
+      this.#sendClient({ type: 'Error', code: ErrorCode.clientTooSlow, description: `The client did not read its messages: more than ${2 * this.#o.maxClientBufferedBytes} bytes waited for it; the session was closed.` })
+      this.#shutdown(CloseCode.policy, 'client too slow: messages backed up')
+      return
+    }
     this.#activity.count(this.#activity.clientSent, message.type)
     this.#activity.record('proxy->client', message.type, { code: 'code' in message ? message.code : undefined })
     if (message.type === 'Error') this.#o.metrics.clientError(message.code)
+    if (message.type === 'Warning') this.#o.metrics.clientWarning(message.code)
     if (message.type === 'Error' || message.type === 'Warning') this.#log.info({ direction: 'proxy->client', messageType: message.type, errorCode: message.code }, message.description)
     this.#client.send(JSON.stringify(message))
   }
@@ -446,20 +477,43 @@ export class Session implements LiveSession {
     return true
   }
 
-  /** Oversized or malformed client frames: ws already closes with 1009/1002; count and log them. */
+  /**
+   * Oversized or malformed client frames (ws already closes with 1009/1002): counted and
+   * logged at warn without a stack trace, since any client can produce them at will.
+   */
   #onClientError (error: Error & { code?: string }): void {
     if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') this.#o.metrics.droppedFrames('client_frame_too_large')
-    this.#log.warn({ err: error, errorCode: error.code }, 'client socket error')
+    this.#log.warn({ errorCode: error.code, reason: error.message }, 'client socket error')
   }
 
-  /** A bug must end this session only, never the process or other sessions. */
+  /** Wraps a socket handler or timer callback: whatever it throws ends this session only, never the process. */
+  #guard<A extends unknown[]> (handler: (...args: A) => void): (...args: A) => void {
+    return (...args: A) => {
+      try {
+        handler(...args)
+      } catch (error) {
+        this.#internalError(error)
+      }
+    }
+  }
+
+  /**
+   * A bug must end this session only, never the process or other sessions: the client is
+   * told (INTERNAL_SERVER_ERROR, close 1011), every timer is cleared and both legs close,
+   * whatever fails on the way.
+   */
   #internalError (error: unknown): void {
-    this.#log.error({ err: error }, 'internal error; closing the session')
+    try {
+      this.#log.error({ err: error }, 'internal error; closing the session')
+    } catch {}
     if (this.#closing) return
-    this.#sendClient({ type: 'Error', code: ErrorCode.internal, description: 'The proxy failed while handling this session and closed it. Reconnect to start a new session.' })
+    try {
+      this.#sendClient({ type: 'Error', code: ErrorCode.internal, description: 'The proxy failed while handling this session and closed it. Reconnect to start a new session.' })
+    } catch {}
     try {
       this.#shutdown(CloseCode.internal, 'internal error')
     } catch {
+      this.#releaseTimers()
       this.#client.terminate()
       this.#upstream.terminate()
     }
@@ -467,24 +521,33 @@ export class Session implements LiveSession {
 
   // ── shutdown ────────────────────────────────────────────────────────────────
 
-  #onClientClose (code: number, reason: string): void {
-    this.#log.info({ clientCloseCode: code, reason }, CloseReason.clientClosed)
+  #onClientClose (code: number, reason: Buffer): void {
+    this.#log.info({ clientCloseCode: code, reason: reason.toString('utf8', 0, ECHO_CHARS) }, CloseReason.clientClosed)
     this.#shutdown(CloseCode.normal, CloseReason.clientClosed)
   }
 
-  /** Closes both legs (idempotent); the session is finished once both are closed. */
+  /**
+   * Closes both legs (idempotent); the session is finished once both are closed. Timers
+   * and buffers go first, so that nothing of this session outlives a failure below.
+   */
   #shutdown (code: number, reason: string): void {
     if (!this.#closing) {
       this.#closing = true
-      this.#feed({ type: 'upstreamClosed', at: performance.now() })
-      for (const timer of this.#timers.values()) clearTimeout(timer)
-      this.#timers.clear()
-      clearInterval(this.#clientPing)
+      this.#releaseTimers()
       this.#heldAudio = []
+      this.#heldAudioBytes = 0
+      this.#feed({ type: 'upstreamClosed', at: performance.now() })
       this.#upstream.close(1000, 'client session ended')
       if (this.#client.readyState === WebSocket.OPEN) this.#client.close(code, truncateReason(reason))
     }
     this.#maybeFinish()
+  }
+
+  #releaseTimers (): void {
+    for (const timer of this.#timers.values()) clearTimeout(timer)
+    this.#timers.clear()
+    clearInterval(this.#clientPing)
+    if (this.#backpressure !== undefined) this.#resumeReadingClient()
   }
 
   #maybeFinish (): void {

@@ -6,7 +6,7 @@
 
 import WebSocket from 'ws'
 import type { RawData } from 'ws'
-import { CLOSE_TIMEOUT_OPTION, CloseCode, truncateReason } from './protocol/codes.js'
+import { CLOSE_TIMEOUT_OPTION, CloseCode } from './protocol/codes.js'
 import { ErrorCode } from './protocol/deepgram.js'
 import { watchLiveness } from './liveness.js'
 import type { UpstreamState } from './registry.js'
@@ -57,13 +57,23 @@ export function unresponsiveFailure (everyMs: number): UpstreamFailure {
   return { code: ErrorCode.upstreamUnresponsive, description: `The upstream did not answer a ping within ${everyMs} ms; the connection is presumed dead.`, closeCode: CloseCode.internal, reason: 'upstream unresponsive' }
 }
 
+/** What an upstream close code means, in our words: the upstream's own reason text is never passed on (it can quote anything, a key included). */
+const UPSTREAM_CLOSE_MEANINGS: Record<number, string> = {
+  1000: 'The upstream ended the session normally.',
+  1001: 'The upstream ended the session (its maximum duration was reached or it is going away).',
+  1006: 'The upstream connection dropped without a close frame.',
+  1008: 'The upstream closed the session for a policy violation.',
+  1009: 'The upstream closed the session: a message was too big for it.',
+  1011: 'The upstream closed the session after an internal error.',
+  1012: 'The upstream is restarting.',
+  1013: 'The upstream is overloaded; try again later.'
+}
+
 /** The upstream closed an open session: its code is passed on where it means the same to a client. */
-export function closedFailure (code: number, reason: string): UpstreamFailure {
+export function closedFailure (code: number): UpstreamFailure {
   const closeCode = code === 1000 || code === 1001 || code === 1011 || code === 1013 ? code : CloseCode.internal
-  const description = code === 1001
-    ? 'The upstream ended the session (its maximum duration was reached or it is going away).'
-    : `The upstream closed the connection (code ${code}${reason === '' ? '' : `: ${reason}`}).`
-  return { code: ErrorCode.upstreamClosed, description, closeCode, reason: truncateReason(`upstream closed (${code})`) }
+  const description = UPSTREAM_CLOSE_MEANINGS[code] ?? `The upstream closed the connection (code ${code}).`
+  return { code: ErrorCode.upstreamClosed, description, closeCode, reason: `upstream closed (${code})` }
 }
 
 export interface UpstreamLegOptions {
@@ -78,7 +88,7 @@ export interface UpstreamLegOptions {
   onFailure (failure: UpstreamFailure): void
   /** An error that does not end the connection. */
   onSocketError (error: Error): void
-  onClose (code: number, reason: string): void
+  onClose (code: number): void
 }
 
 export class UpstreamLeg {
@@ -130,10 +140,10 @@ export class UpstreamLeg {
       o.onFailure(protocolFailure(wsCode, error.message, o.maxFrameBytes))
       ws.terminate()
     })
-    ws.on('close', (code, reason) => {
+    ws.on('close', (code) => {
       this.state = 'closed'
       clearInterval(this.#ping)
-      o.onClose(code, reason.toString())
+      o.onClose(code)
     })
   }
 
@@ -144,6 +154,14 @@ export class UpstreamLeg {
   /** True once the socket is closed (both directions done). */
   get isClosed (): boolean {
     return this.#ws.readyState === WebSocket.CLOSED
+  }
+
+  /** Bytes sent and not yet written to the network (the outbox while connecting). */
+  get bufferedAmount (): number {
+    if (this.state !== 'connecting') return this.#ws.bufferedAmount
+    let bytes = 0
+    for (const text of this.#outbox) bytes += text.length
+    return bytes
   }
 
   /** Sends now, holds while connecting, drops once closed. */

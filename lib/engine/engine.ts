@@ -37,10 +37,14 @@ export interface EngineOptions {
   maxCreateRetries: number
   /** Intents held before the session is ready. */
   maxHeldIntents: number
+  /** Longest instructions, in characters; a change beyond is refused (PROMPT_TOO_LONG). */
+  maxPromptChars: number
+  /** Responses waiting for the slot; an agent message beyond is refused. */
+  maxQueuedResponses: number
 }
 
 /** The engine's watchdog timings and retry bound, as the plugin's `engine` option takes them. */
-export type EngineTimings = Partial<Omit<EngineOptions, 'idPrefix' | 'maxHeldIntents'>>
+export type EngineTimings = Partial<Omit<EngineOptions, 'idPrefix' | 'maxHeldIntents' | 'maxPromptChars' | 'maxQueuedResponses'>>
 
 export const defaultEngineOptions: Omit<EngineOptions, 'idPrefix'> = {
   createAckMs: 15_000,
@@ -49,7 +53,9 @@ export const defaultEngineOptions: Omit<EngineOptions, 'idPrefix'> = {
   itemAckMs: 10_000,
   updateAckMs: 15_000,
   maxCreateRetries: 3,
-  maxHeldIntents: 64
+  maxHeldIntents: 64,
+  maxPromptChars: 100_000,
+  maxQueuedResponses: 16
 }
 
 /** Why a response is wanted. Bare requests coalesce; ones with instructions stay distinct. */
@@ -311,8 +317,9 @@ export class TurnEngine {
       return
     }
     s.phase = 'configuring'
-    s.desired = { ...input.fields }
-    this.#sendUpdate(input.fields, ['SettingsApplied'])
+    const fields = this.#withinPromptBound(input.fields)
+    s.desired = { ...fields }
+    this.#sendUpdate(fields, ['SettingsApplied'])
     // Changes held before Settings apply on top of it now, in the order they came;
     // everything else waits for ready.
     const held = s.held
@@ -324,7 +331,10 @@ export class TurnEngine {
 
   #configure (fields: SessionFields, ack: ConfigAck): void {
     const s = this.#s
-    let changes = diff(s.desired, fields)
+    const bounded = this.#withinPromptBound(fields)
+    let changes = diff(s.desired, bounded)
+    // A message whose only change was refused is answered by the Warning alone.
+    if (bounded !== fields && Object.keys(changes).length === 0 && ack !== 'SettingsApplied') return
     if (changes.voice !== undefined && s.speech.agentHasSpoken) {
       changes = withoutVoice(changes)
       this.#refuseVoice()
@@ -352,6 +362,10 @@ export class TurnEngine {
     if (busy && behavior === 'refuse') {
       const why = s.speech.userSpeaking ? 'the user is speaking' : 'the agent is responding'
       this.#client({ type: 'InjectionRefused', message: `Agent message not injected: ${why}. Send it again later, or with behavior "queue" or "interrupt".` })
+      return
+    }
+    if (s.queue.length >= this.options.maxQueuedResponses) {
+      this.#client({ type: 'InjectionRefused', message: `Agent message not injected: ${s.queue.length} responses already wait their turn (MAX_QUEUED_RESPONSES). Send it again later.` })
       return
     }
     if (behavior === 'interrupt') {
@@ -612,6 +626,7 @@ export class TurnEngine {
     s.calls.set(call.callId, { responseId, name: call.name, answered: false })
     if (!s.callResponses.has(responseId)) {
       s.callResponses.set(responseId, !s.slot.open.some((r) => r.key === responseId) && !s.abandoned.includes(responseId))
+      boundMap(s.callResponses, () => false)
     }
     boundMap(s.calls, (c) => c.answered)
     this.#client({ type: 'FunctionCallRequest', functions: [{ id: call.callId, name: call.name, arguments: call.arguments, client_side: true }] })
@@ -728,6 +743,16 @@ export class TurnEngine {
     const eventId = this.#send({ type: 'session.update', session: sessionPayload(fields) })
     this.#s.inflightUpdate = { eventId, fields, acks }
     this.#setTimer({ kind: 'updateAck', eventId }, this.options.updateAckMs)
+  }
+
+  /** The fields without an instructions change beyond maxPromptChars (refused with a Warning; the instructions in force stay). */
+  #withinPromptBound (fields: SessionFields): SessionFields {
+    const instructions = fields.instructions
+    if (instructions === undefined || instructions.length <= this.options.maxPromptChars) return fields
+    this.#client({ type: 'Warning', code: WarningCode.promptTooLong, description: `The instructions would be ${instructions.length} characters long; the limit is ${this.options.maxPromptChars} (MAX_PROMPT_CHARS). That change was refused; the instructions in force stay.` })
+    const rest = { ...fields }
+    delete rest.instructions
+    return rest
   }
 
   /** OpenAI refuses the whole update (cannot_update_voice) once the agent spoke: warn, keep the rest. */
@@ -847,12 +872,19 @@ export class TurnEngine {
   }
 }
 
-/** Drops the oldest removable entries of a per-session map beyond MAX_REMEMBERED (maps iterate oldest first). */
-function boundMap<T> (map: Map<string, T>, removable: (value: T) => boolean): void {
+/**
+ * Keeps a per-session map within MAX_REMEMBERED (maps iterate oldest first): the oldest
+ * entries that are done with go first, then, if that is not enough, the oldest of all.
+ */
+function boundMap<T> (map: Map<string, T>, doneWith: (value: T) => boolean): void {
   if (map.size <= MAX_REMEMBERED) return
   for (const [key, value] of map) {
     if (map.size <= MAX_REMEMBERED) return
-    if (removable(value)) map.delete(key)
+    if (doneWith(value)) map.delete(key)
+  }
+  for (const key of map.keys()) {
+    if (map.size <= MAX_REMEMBERED) return
+    map.delete(key)
   }
 }
 

@@ -6,8 +6,8 @@
 
 import type { ConfigAck, ServerMessage } from '../protocol/deepgram.js'
 import type { ConversationItem, SessionFields, UpstreamEvent } from '../protocol/openai.js'
-import { obj, str } from '../protocol/json.js'
-import { UpstreamType } from '../protocol/openai.js'
+import { obj, str as read } from '../protocol/json.js'
+import { UpstreamType, boundedId, upstreamCode } from '../protocol/openai.js'
 
 export type InjectBehavior = 'refuse' | 'queue' | 'interrupt'
 
@@ -110,6 +110,9 @@ export const ENGINE_EVENT_TYPES: ReadonlySet<string> = new Set([
 
 /** Reads what the engine needs of an upstream event; undefined for events it does not act on. */
 export function decodeUpstream (event: UpstreamEvent): UpstreamInput | undefined {
+  // Ids are cut to a bound and codes checked for shape: an upstream's data grows no
+  // memory and reaches no client beyond what the protocol needs.
+  const str = (value: unknown, key: string): string | undefined => boundedId(read(value, key))
   switch (event.type) {
     case UpstreamType.sessionUpdated: return { type: 'session.updated' }
     case UpstreamType.responseCreated: {
@@ -121,20 +124,21 @@ export function decodeUpstream (event: UpstreamEvent): UpstreamInput | undefined
     }
     case UpstreamType.responseDone: {
       const response = obj(event, 'response')
-      const status = str(response, 'status') ?? 'unknown'
+      const given = read(response, 'status')
+      const status = given !== undefined && RESPONSE_STATUSES.has(given) ? given : 'unknown'
       const error = obj(obj(response, 'status_details'), 'error')
       return {
         type: 'response.done',
         responseId: str(response, 'id'),
         outOfBand: isOutOfBand(response),
         status,
-        failureCode: status === 'failed' ? (str(error, 'code') ?? str(error, 'type')) : undefined,
+        failureCode: status === 'failed' ? upstreamCode(read(error, 'code') ?? read(error, 'type')) : undefined,
         calls: completedCalls(response)
       }
     }
     case UpstreamType.error: {
       const error = obj(event, 'error')
-      return { type: 'error', code: str(error, 'code') ?? str(error, 'type') ?? 'upstream_error', eventId: str(error, 'event_id') }
+      return { type: 'error', code: upstreamCode(read(error, 'code') ?? read(error, 'type')) ?? 'upstream_error', eventId: str(error, 'event_id') }
     }
     case UpstreamType.itemAdded: return { type: 'item.added', itemId: str(obj(event, 'item'), 'id') }
     case UpstreamType.itemDone: {
@@ -145,18 +149,21 @@ export function decodeUpstream (event: UpstreamEvent): UpstreamInput | undefined
       const callId = str(event, 'call_id')
       const responseId = str(event, 'response_id')
       if (callId === undefined || responseId === undefined) return undefined
-      return { type: 'function_call.done', callId, responseId, call: { callId, name: str(event, 'name') ?? '', arguments: str(event, 'arguments') ?? '{}' } }
+      return { type: 'function_call.done', callId, responseId, call: { callId, name: str(event, 'name') ?? '', arguments: read(event, 'arguments') ?? '{}' } }
     }
     case UpstreamType.speechStarted: return { type: 'speech.started' }
     case UpstreamType.speechStopped: return { type: 'speech.stopped' }
     case UpstreamType.outputAudioDone: return { type: 'audio.done', responseId: str(event, 'response_id') }
-    case UpstreamType.outputAudioTranscriptDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: str(event, 'transcript') }
-    case UpstreamType.outputTextDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: str(event, 'text') }
+    case UpstreamType.outputAudioTranscriptDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: read(event, 'transcript') }
+    case UpstreamType.outputTextDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: read(event, 'text') }
     case UpstreamType.outputItemAdded: return { type: 'output_item.added', itemId: str(obj(event, 'item'), 'id') }
-    case UpstreamType.inputTranscriptionCompleted: return { type: 'user.transcript', text: str(event, 'transcript') }
+    case UpstreamType.inputTranscriptionCompleted: return { type: 'user.transcript', text: read(event, 'transcript') }
   }
   return undefined
 }
+
+/** The final statuses of a response (a metric label: anything else is counted as `unknown`). */
+const RESPONSE_STATUSES: ReadonlySet<string> = new Set(['completed', 'cancelled', 'failed', 'incomplete'])
 
 /** `response.conversation_id === null` marks an out-of-band response: it neither takes nor frees the slot. */
 function isOutOfBand (response: Record<string, unknown> | undefined): boolean {
@@ -169,15 +176,15 @@ function completedCalls (response: Record<string, unknown> | undefined): Announc
   if (!Array.isArray(output)) return []
   const calls: AnnouncedCall[] = []
   for (const item of output) {
-    if (str(item, 'type') !== 'function_call' || str(item, 'status') === 'incomplete') continue
-    const callId = str(item, 'call_id')
-    if (callId !== undefined) calls.push({ callId, name: str(item, 'name') ?? '', arguments: str(item, 'arguments') ?? '{}' })
+    if (read(item, 'type') !== 'function_call' || read(item, 'status') === 'incomplete') continue
+    const callId = boundedId(read(item, 'call_id'))
+    if (callId !== undefined) calls.push({ callId, name: boundedId(read(item, 'name')) ?? '', arguments: read(item, 'arguments') ?? '{}' })
   }
   return calls
 }
 
 /** The text of an assistant message item (its audio transcripts or texts), or undefined for any other item. */
 function assistantText (item: Record<string, unknown> | undefined): string | undefined {
-  if (str(item, 'role') !== 'assistant' || !Array.isArray(item?.content)) return undefined
-  return (item.content as unknown[]).map((part) => str(part, 'transcript') ?? str(part, 'text') ?? '').join('')
+  if (read(item, 'role') !== 'assistant' || !Array.isArray(item?.content)) return undefined
+  return (item.content as unknown[]).map((part) => read(part, 'transcript') ?? read(part, 'text') ?? '').join('')
 }

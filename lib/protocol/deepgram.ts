@@ -96,6 +96,7 @@ export const ErrorCode = {
   upstreamUnresponsive: 'UPSTREAM_UNRESPONSIVE',
   clientMessageRate: 'CLIENT_MESSAGE_RATE_EXCEEDED',
   clientTooSlow: 'CLIENT_TOO_SLOW',
+  upstreamTooSlow: 'UPSTREAM_TOO_SLOW',
   responseFailed: 'RESPONSE_FAILED',
   injectNotAcknowledged: 'INJECT_NOT_ACKNOWLEDGED',
   tooManyHeldMessages: 'TOO_MANY_PENDING_MESSAGES'
@@ -109,5 +110,19 @@ export const WarningCode = {
   serverSideFunction: 'SERVER_SIDE_FUNCTION_UNSUPPORTED',
   responseTimeout: 'RESPONSE_TIMEOUT',
   settingsIgnored: 'SETTING_IGNORED',
-  audioBufferFull: 'AUDIO_BUFFER_FULL'
+  audioBufferFull: 'AUDIO_BUFFER_FULL',
+  messageTooLarge: 'CLIENT_MESSAGE_TOO_LARGE',
+  messageTooDeep: 'CLIENT_MESSAGE_TOO_DEEP',
+  /** Deepgram's own code (its limit is 25,000 characters; ours is MAX_PROMPT_CHARS). */
+  promptTooLong: 'PROMPT_TOO_LONG'
 } as const
+
+/** Types `/connections` counts client messages under: the known ones, else this bucket. */
+export const UNKNOWN_TYPE = 'unknown'
+
+/** The counted type of a client message: its own if it is one of the protocol's, else UNKNOWN_TYPE. */
+export function clientTypeBucket (type: string): string {
+  return KNOWN_CLIENT_TYPES.has(type) ? type : UNKNOWN_TYPE
+}
+
+const KNOWN_CLIENT_TYPES: ReadonlySet<string> = new Set([...CLIENT_MESSAGE_TYPES, ...UNSUPPORTED_CLIENT_MESSAGE_TYPES])

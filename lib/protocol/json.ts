@@ -18,3 +18,11 @@ export function obj (value: unknown, key: string): Record<string, unknown> | und
   const inner = (value as Record<string, unknown>)[key]
   return isObject(inner) ? inner : undefined
 }
+
+/** Longest piece of outside text (a message type, an id) echoed in a message or a log line. */
+export const ECHO_CHARS = 64
+
+/** Outside text made safe to echo: JSON-quoted (no control characters) and cut to ECHO_CHARS. */
+export function quoted (text: string): string {
+  return JSON.stringify(text.length > ECHO_CHARS ? `${text.slice(0, ECHO_CHARS)}…` : text)
+}

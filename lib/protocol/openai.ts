@@ -23,6 +23,40 @@ export const UpstreamType = {
   inputTranscriptionCompleted: 'conversation.item.input_audio_transcription.completed'
 } as const
 
+/** Every GA server event type: what `/connections` counts upstream events under (any other is `unknown`). */
+export const SERVER_EVENT_TYPES: ReadonlySet<string> = new Set([
+  'error', 'session.created', 'session.updated', 'conversation.created', 'conversation.item.created',
+  'conversation.item.added', 'conversation.item.done', 'conversation.item.retrieved', 'conversation.item.truncated',
+  'conversation.item.deleted', 'conversation.item.input_audio_transcription.completed',
+  'conversation.item.input_audio_transcription.delta', 'conversation.item.input_audio_transcription.segment',
+  'conversation.item.input_audio_transcription.failed', 'input_audio_buffer.committed', 'input_audio_buffer.cleared',
+  'input_audio_buffer.speech_started', 'input_audio_buffer.speech_stopped', 'input_audio_buffer.timeout_triggered',
+  'input_audio_buffer.dtmf_event_received', 'output_audio_buffer.started', 'output_audio_buffer.stopped',
+  'output_audio_buffer.cleared', 'response.created', 'response.done', 'response.output_item.added',
+  'response.output_item.done', 'response.content_part.added', 'response.content_part.done', 'response.output_text.delta',
+  'response.output_text.done', 'response.output_audio_transcript.delta', 'response.output_audio_transcript.done',
+  'response.output_audio.delta', 'response.output_audio.done', 'response.function_call_arguments.delta',
+  'response.function_call_arguments.done', 'response.mcp_call_arguments.delta', 'response.mcp_call_arguments.done',
+  'response.mcp_call.in_progress', 'response.mcp_call.completed', 'response.mcp_call.failed',
+  'mcp_list_tools.in_progress', 'mcp_list_tools.completed', 'mcp_list_tools.failed', 'rate_limits.updated'
+])
+
+/** Longest id kept from the upstream (OpenAI's are about 30 characters): a longer one is cut, the same way every time. */
+export const MAX_UPSTREAM_ID_CHARS = 128
+
+export function boundedId (id: string | undefined): string | undefined {
+  return id === undefined || id.length <= MAX_UPSTREAM_ID_CHARS ? id : id.slice(0, MAX_UPSTREAM_ID_CHARS)
+}
+
+/**
+ * An upstream error code as it may reach a client, a log line or a metric: OpenAI's codes
+ * are short snake_case words; anything else (free text, a quoted key) becomes `upstream_error`.
+ */
+export function upstreamCode (code: string | undefined): string | undefined {
+  if (code === undefined) return undefined
+  return /^[a-z0-9_.]{1,64}$/i.test(code) ? code : 'upstream_error'
+}
+
 /** The client event the audio hot path sends (built by concatenation, never by the engine). */
 export const INPUT_AUDIO_APPEND = 'input_audio_buffer.append'
 
