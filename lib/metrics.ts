@@ -139,6 +139,10 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
     registers: [registry]
   })
 
+  // Error codes can come from the upstream: their label values are capped like types.
+  const errorCodes = new Set<string>()
+  const warningCodes = new Set<string>()
+
   /** Retired totals plus every live session's current counts. */
   function withLive (retired: Totals, pick: (summary: ConnectionSummary) => Record<Direction, TypeCounts>): Totals {
     const totals: Totals = { sent: new Map(retired.sent), received: new Map(retired.received) }
@@ -162,12 +166,20 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
     activeResponseConflict: () => conflicts.inc(),
     queueWait: (seconds) => queueWait.observe(seconds),
     timeToFirstAudio: (seconds) => firstAudio.observe(seconds),
-    clientError: (code) => clientErrors.inc({ code }),
-    clientWarning: (code) => clientWarnings.inc({ code }),
+    clientError: (code) => clientErrors.inc({ code: boundedLabel(errorCodes, code) }),
+    clientWarning: (code) => clientWarnings.inc({ code: boundedLabel(warningCodes, code) }),
     backpressurePause: () => pauses.inc(),
     droppedFrames: (reason, count = 1) => dropped.inc({ reason }, count),
     sessionRejected: (reason) => sessionsRejected.inc({ reason })
   }
+}
+
+/** `value` while fewer than MAX_TYPES_PER_DIRECTION distinct values were seen, then OTHER_TYPE for new ones. */
+function boundedLabel (seen: Set<string>, value: string): string {
+  if (seen.has(value)) return value
+  if (seen.size >= MAX_TYPES_PER_DIRECTION) return OTHER_TYPE
+  seen.add(value)
+  return value
 }
 
 function emptyTotals (): Totals {
