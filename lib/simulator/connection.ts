@@ -113,6 +113,7 @@ export class Connection implements SimConnection {
     append: (item) => this.#conversation.append(item),
     spoke: (itemId, contentIndex, bytes, words, format) => this.#conversation.addAudio(itemId, contentIndex, bytes, bytesPerMs(format), words)
   }
+
   readonly #vad = new EnergyVad()
   /** Transcriptions held until the next in-band response.created / response.done (`transcriptionAfter`). */
   readonly #heldTranscriptions: Array<{ until: 'response.created' | 'response.done', deliver (): void }> = []

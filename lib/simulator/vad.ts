@@ -36,7 +36,7 @@ export class EnergyVad {
       this.#sumSquares = 0
       this.#frameSamples = 0
     }
-    const rate = sampleRate(type)
+    const rate = sampleRate(format)
     const perFrame = rate * FRAME_MS / 1000
     const table = g711Table(type)
     const count = table === null ? audio.length >> 1 : audio.length

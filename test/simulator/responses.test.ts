@@ -278,3 +278,21 @@ t.test('cannot_update_voice once the agent has spoken; other updates still apply
   const same = await client.configure({ instructions: 'New', audio: { output: { voice: 'marin' } } })
   t.equal(same.session.instructions, 'New', 'repeating the current voice is fine')
 })
+
+t.test('replayed items are what the answers recall: a new connection knows the earlier conversation', async (t) => {
+  const sim = await simulator(t)
+  const { client } = await connect(t, sim)
+  await client.configure()
+  const replay = [
+    { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Book a table for two.' }] },
+    { type: 'message', role: 'assistant', content: [{ type: 'output_audio', transcript: 'For when?' }] },
+    { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'What did I say first?' }] }
+  ]
+  for (const item of replay) client.send({ type: 'conversation.item.create', item })
+  client.send({ type: 'response.create' })
+  t.equal((await client.next('response.output_audio_transcript.done')).transcript, 'You first said: Book a table for two.')
+  await client.next('response.done')
+  client.send({ type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'And what did you just say?' }] } })
+  client.send({ type: 'response.create' })
+  t.equal((await client.next('response.output_audio_transcript.done')).transcript, 'I last said: You first said: Book a table for two.')
+})
