@@ -521,7 +521,7 @@ export class Connection implements SimConnection {
   #finish (run: ResponseRun, status: ResponseStatus, details: { reason?: CancelReason, failure?: Failure } = {}): void {
     if (!this.#running.delete(run)) return
     run.cancelPending()
-    if (status === 'cancelled') run.interrupt()
+    run.end(status)
     if (this.#responseSlot === run) this.#responseSlot = null
     if (this.#echo?.run === run) this.#echo = null
     this.#emit({ type: 'response.done', response: run.snapshot(status, details) })

@@ -129,10 +129,13 @@ export class ResponseRun {
     return this.#steps[this.#nextStep++]
   }
 
-  /** Closes what was still being produced as incomplete, before a cancelled `response.done`. */
-  interrupt (): void {
+  /**
+   * Closes what is still open before `response.done`: as incomplete when cancelled, as
+   * completed when an open-ended response (echo) is finished.
+   */
+  end (status: ResponseStatus): void {
     this.#steps = []
-    for (const close of [...this.#open.values()]) close('incomplete')
+    for (const close of [...this.#open.values()]) close(status === 'completed' ? 'completed' : 'incomplete')
   }
 
   /** Echo mode: opens the single audio message every echoed delta belongs to. */

@@ -131,3 +131,22 @@ t.test('an echo response (streaming mode) closes its message when cancelled', as
   t.ok(client.types().includes('response.output_audio.done'))
   t.match(done.response.usage.output_token_details, { audio_tokens: 1 }, '20 ms of audio, one token a 50 ms begun')
 })
+
+t.test('finishResponse completes an echo response, closing its message as completed', async (t) => {
+  const sim = await simulator(t, { script: { echoAudio: true } })
+  const { client, connection } = await connect(t, sim)
+  await client.configure({ audio: { input: { turn_detection: null } } })
+  client.send({ type: 'input_audio_buffer.append', audio: pcm(100) })
+  await client.next('response.output_audio.delta')
+  connection.finishResponse()
+  const done = await client.next('response.done')
+  t.match(done.response, { status: 'completed', output: [{ status: 'completed' }], usage: { output_token_details: { audio_tokens: 2 } } })
+  const types = client.types()
+  t.same(types.slice(types.indexOf('response.output_audio_transcript.done'), types.indexOf('response.done')), [
+    'response.output_audio_transcript.done',
+    'response.output_audio.done',
+    'response.content_part.done',
+    'response.output_item.done',
+    'conversation.item.done'
+  ])
+})
