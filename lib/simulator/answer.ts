@@ -1,9 +1,14 @@
 // What a simulated response says: a pure, deterministic stand-in for the model.
 //   1. Response instructions asking to say something exactly/verbatim → that text.
 //   2. The conversation ends with tool outputs → "The result is <output>."
-//   3. The last user message names a declared function (underscores may be
+//   3. The last user message asks what the user said first → "You first said:
+//      <first user text>."; or what the assistant just said → "I last said:
+//      <the last assistant message as the model holds it>." (after a truncate,
+//      only the words of the audio left), so a test can prove what the
+//      conversation holds.
+//   4. The last user message names a declared function (underscores may be
 //      spaces) and no tool output followed it yet → call that function.
-//   4. Otherwise → "You said: <last user text>."
+//   5. Otherwise → "You said: <last user text>."
 
 import { isObject, type SimItem } from './events.js'
 
@@ -19,7 +24,7 @@ export interface ToolCall {
 export interface AnswerRequest {
   /** `response.instructions` of the create (session instructions are not read). */
   instructions: unknown
-  /** The conversation, or the create's own `response.input`. */
+  /** The conversation as the model reads it (audio parts carry their words as `transcript`), or the create's own `response.input`. */
   items: readonly SimItem[]
   tools: unknown
   toolChoice: unknown
@@ -39,13 +44,37 @@ export function planAnswer (request: AnswerRequest): Answer {
 
   const lastUser = items.findLastIndex(isUserMessage)
   if (lastUser === -1) return speech(GREETING)
-  const text = userText(items[lastUser] as SimItem)
+  const text = messageText(items[lastUser] as SimItem)
+  const recalled = recall(text, items.slice(0, lastUser))
+  if (recalled !== null) return speech(recalled)
   const answered = items.slice(lastUser + 1).some((item) => item.type === 'function_call_output')
   if (!answered) {
     const calls = toolCalls(text, request)
     if (calls.length > 0) return { kind: 'tool_calls', calls }
   }
-  return speech(text === '' ? UNHEARD : `You said: ${text.replace(/[.!?\s]+$/, '')}.`)
+  return speech(text === '' ? UNHEARD : `You said: ${sentence(text)}.`)
+}
+
+const FIRST_SAID = /\bwhat (?:did i (?:say|ask) first|was my first (?:message|question))\b/i
+const LAST_SAID = /\bwhat did you (?:just )?say\b/i
+
+function recall (question: string, before: readonly SimItem[]): string | null {
+  if (FIRST_SAID.test(question)) {
+    const first = before.find(isUserMessage)
+    return first === undefined ? 'This is the first thing you said.' : `You first said: ${sentence(messageText(first))}.`
+  }
+  if (LAST_SAID.test(question)) {
+    const last = before.findLast((item) => item.type === 'message' && item.role === 'assistant')
+    if (last === undefined) return 'I have not said anything yet.'
+    const said = sentence(messageText(last))
+    return said === '' ? 'I last said nothing you heard.' : `I last said: ${said}.`
+  }
+  return null
+}
+
+/** `text` without its final punctuation, to end a sentence of ours. */
+function sentence (text: string): string {
+  return text.replace(/[.!?\s]+$/, '')
 }
 
 // `Say exactly "Hi there"`, `Say the following verbatim: Hi there`, `… word for word “Hi”`.
@@ -66,7 +95,8 @@ function isUserMessage (item: SimItem): boolean {
   return item.type === 'message' && item.role === 'user'
 }
 
-function userText (item: SimItem): string {
+/** The text of a message: its text parts and the transcripts of its audio parts. */
+function messageText (item: SimItem): string {
   const parts: unknown[] = Array.isArray(item.content) ? item.content : []
   return parts
     .map((part) => isObject(part) ? (part.text ?? part.transcript ?? '') : '')

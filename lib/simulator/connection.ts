@@ -8,14 +8,17 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { WebSocket, type RawData } from 'ws'
 import { planAnswer } from './answer.js'
 import { base64ByteLength, bytesPerMs, isBase64 } from './audio.js'
+import { Conversation, itemNotFound } from './conversation.js'
 import { errorEvent, invalidValue, isObject, missingParameter, type Problem, type SimEvent, type SimItem } from './events.js'
 import { newId } from './ids.js'
 import { BoundedLog } from './log.js'
-import { ResponseRun, type CancelReason, type ResponseSettings, type ResponseSink, type ResponseStatus } from './response.js'
+import { ResponseRun, type CancelReason, type Failure, type ResponseSettings, type ResponseSink, type ResponseStatus } from './response.js'
 import { emptyViolations, type SimScript, type ViolationKind, type Violations } from './script.js'
 import { defaultSession, mergeSession } from './session.js'
 import { noop, Timers } from './timers.js'
-import { itemProblem, responseParamsProblem, sessionUpdateProblem } from './validate.js'
+import { promptSegment, type Segment } from './usage.js'
+import { itemProblem, responseParamsProblem, sessionUpdateProblem, truncateProblem } from './validate.js'
+import { EnergyVad } from './vad.js'
 
 export interface SimConnection {
   readonly id: string
@@ -46,7 +49,10 @@ export interface SimConnection {
   close (code?: number, reason?: string): void
   /** Server VAD heard speech: `input_audio_buffer.speech_started`, and barge-in on an active response when `interrupt_response`. */
   speechStarted (): void
-  /** A whole server VAD user turn saying `transcript`, then an automatic response when `create_response`. */
+  /**
+   * A whole server VAD user turn saying `transcript` (speech_started unless it was, speech_stopped, the
+   * commit, its transcription when the session has one), then an automatic response when `create_response`.
+   */
   vadTurn (transcript?: string): void
   /** Completes every created response now (the held `response.done` of `neverComplete`). */
   finishResponse (): void
@@ -76,7 +82,12 @@ const DEFAULT_WAIT_MS = 5000
 const MAX_APPEND_BYTES = 15 * 1024 * 1024
 const MIN_COMMIT_MS = 100
 const DEFAULT_TRANSCRIPT = 'Hello.'
-const TOKENS_PER_ITEM = 10
+// OpenAI's close reason, whatever the simulated maximum is, so a proxy that reads it is tested.
+const MAX_DURATION_REASON = 'Your session hit the maximum duration of 60 minutes.'
+// setTimeout's ceiling (~24.8 days): a longer maximum is as good as none.
+const MAX_TIMER_MS = 2 ** 31 - 1
+// Server VAD without silence_duration_ms (semantic_vad) ends a turn after this much quiet.
+const DEFAULT_SILENCE_MS = 500
 // The events that only make sense in a configured session (PROTOCOL.md §3: nothing before session.updated).
 const NEEDS_SESSION = new Set(['input_audio_buffer.append', 'conversation.item.create', 'response.create'])
 
@@ -94,18 +105,25 @@ export class Connection implements SimConnection {
   readonly #sent = new BoundedLog<SimEvent>(LOG_LIMIT)
   readonly #counts = new Map<string, number>()
   readonly #waiters = new Set<Waiter>()
-  readonly #conversation: SimItem[] = []
+  readonly #conversation = new Conversation()
   readonly #conversationId = newId('conv')
   readonly #running = new Set<ResponseRun>()
   readonly #sink: ResponseSink = {
     emit: (event) => this.#emit(event),
-    append: (item) => this.#append(item)
+    append: (item) => this.#conversation.append(item),
+    spoke: (itemId, contentIndex, bytes, words, format) => this.#conversation.addAudio(itemId, contentIndex, bytes, bytesPerMs(format), words)
   }
+
+  readonly #vad = new EnergyVad()
+  /** Transcriptions held until the next in-band response.created / response.done (`transcriptionAfter`). */
+  readonly #heldTranscriptions: Array<{ until: 'response.created' | 'response.done', deliver (): void }> = []
 
   #session: SimEvent
   /** The in-band response that holds the conversation's only response slot. */
   #responseSlot: ResponseRun | null = null
-  #echo: { run: ResponseRun, itemId: string } | null = null
+  #echo: { run: ResponseRun, item: SimItem } | null = null
+  /** What the last response read: the next one's cached prefix is what they share. */
+  #lastInput: readonly Segment[] = []
   #bufferedBytes = 0
   #appendedBytes = 0
   /** The user item a started (not yet committed) VAD turn will create. */
@@ -137,16 +155,18 @@ export class Connection implements SimConnection {
     this.model = options.model
     this.headers = options.headers
     this.script = options.script
-    this.#session = defaultSession(options.model)
+    this.#session = defaultSession(options.model, options.script.maxSessionMs)
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
     ws.on('close', () => this.#dispose())
     // A protocol error (oversized frame, bad UTF-8) closes the socket; 'close' follows.
     ws.on('error', noop)
   }
 
-  /** Greets the client with the session as it starts, like the real server. */
+  /** Greets the client with the session as it starts, and ends it at the maximum duration, like the real server. */
   start (): void {
     this.#emit({ type: 'session.created', session: structuredClone(this.#session) })
+    const maxMs = this.script.maxSessionMs
+    if (maxMs > 0) this.#timers.after(Math.min(maxMs, MAX_TIMER_MS), () => this.close(1001, MAX_DURATION_REASON))
   }
 
   get received (): any[] {
@@ -207,34 +227,13 @@ export class Connection implements SimConnection {
   }
 
   speechStarted (): void {
-    if (this.#closed) return
-    this.#speechItemId ??= newId('item')
-    this.#emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: this.#inputAudioMs(), item_id: this.#speechItemId })
-    const turnDetection = this.#session.audio.input.turn_detection
-    const barged = this.#responseSlot
-    if (isObject(turnDetection) && turnDetection.interrupt_response !== false && barged?.created) {
-      this.#finish(barged, 'cancelled', 'turn_detected')
-    }
+    if (!this.#closed) this.#speechStarted(this.#inputAudioMs())
   }
 
   vadTurn (transcript = DEFAULT_TRANSCRIPT): void {
     if (this.#closed) return
     if (this.#speechItemId === null) this.speechStarted()
-    this.#emit({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: this.#inputAudioMs(), item_id: this.#speechItemId })
-    const item = this.#commitUserAudio()
-    this.#emit({
-      type: 'conversation.item.input_audio_transcription.completed',
-      item_id: item.id,
-      content_index: 0,
-      transcript,
-      usage: { type: 'duration', seconds: 1 }
-    })
-    item.content[0].transcript = transcript
-    const turnDetection = this.#session.audio.input.turn_detection
-    // Without turn detection there is no server VAD, hence no automatic response; nor while the slot is held.
-    if (isObject(turnDetection) && turnDetection.create_response !== false && this.#responseSlot === null) {
-      this.#startResponse({})
-    }
+    this.#turnEnded(transcript, this.#inputAudioMs())
   }
 
   finishResponse (): void {
@@ -301,7 +300,7 @@ export class Connection implements SimConnection {
       return this.#fail(clientEventId, {
         code: 'cannot_update_voice',
         message: 'Cannot update a conversation\'s voice if assistant audio is present.',
-        param: 'session.audio.output.voice'
+        param: null
       })
     }
     // The real API applies it anyway; the proxy must not send it (PROTOCOL.md §4 rule 6).
@@ -326,7 +325,47 @@ export class Connection implements SimConnection {
     }
     this.#bufferedBytes += bytes
     this.#appendedBytes += bytes
-    if (this.script.echoAudio) this.#echoAudio(audio)
+    if (this.script.echoAudio) this.#echoAudio(audio, bytes)
+    else if (this.script.energyVad) this.#listen(audio, bytes)
+  }
+
+  // The energy VAD: a real microphone's audio drives turns like the server's VAD does.
+  #listen (audio: string, bytes: number): void {
+    const turnDetection = this.#session.audio.input.turn_detection
+    if (!isObject(turnDetection)) return
+    const { format } = this.#session.audio.input
+    const perMs = bytesPerMs(format)
+    const silenceMs = typeof turnDetection.silence_duration_ms === 'number' ? turnDetection.silence_duration_ms : DEFAULT_SILENCE_MS
+    const startMs = (this.#appendedBytes - bytes) / perMs
+    for (const event of this.#vad.feed(Buffer.from(audio, 'base64'), format, startMs, this.script.energyVadThreshold, silenceMs)) {
+      if (event.type === 'speech_started') this.#speechStarted(event.audioStartMs)
+      else this.#turnEnded(this.script.spokenTranscript, event.audioEndMs)
+    }
+    // Between turns the server keeps only the audio a turn would start with.
+    if (!this.#vad.speaking) {
+      const paddingMs = typeof turnDetection.prefix_padding_ms === 'number' ? turnDetection.prefix_padding_ms : 0
+      this.#bufferedBytes = Math.min(this.#bufferedBytes, Math.round(paddingMs * perMs))
+    }
+  }
+
+  #speechStarted (audioStartMs: number): void {
+    this.#speechItemId ??= newId('item')
+    this.#emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: audioStartMs, item_id: this.#speechItemId })
+    const turnDetection = this.#session.audio.input.turn_detection
+    const barged = this.#responseSlot
+    if (isObject(turnDetection) && turnDetection.interrupt_response !== false && barged?.created) {
+      this.#finish(barged, 'cancelled', { reason: 'turn_detected' })
+    }
+  }
+
+  #turnEnded (said: string, audioEndMs: number): void {
+    this.#emit({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: audioEndMs, item_id: this.#speechItemId })
+    this.#commitUserAudio(said)
+    const turnDetection = this.#session.audio.input.turn_detection
+    // Without turn detection there is no server VAD, hence no automatic response; nor while the slot is held.
+    if (isObject(turnDetection) && turnDetection.create_response !== false && this.#responseSlot === null) {
+      this.#startResponse({})
+    }
   }
 
   #onCommit (clientEventId: string | null): void {
@@ -337,11 +376,12 @@ export class Connection implements SimConnection {
         message: `Error committing input audio buffer: buffer too small. Expected at least ${MIN_COMMIT_MS}ms of audio, but buffer only has ${bufferedMs.toFixed(2)}ms of audio.`
       })
     }
-    this.#commitUserAudio()
+    this.#commitUserAudio(this.script.spokenTranscript)
   }
 
   #onClear (): void {
     this.#bufferedBytes = 0
+    this.#vad.reset()
     this.#emit({ type: 'input_audio_buffer.cleared' })
   }
 
@@ -355,7 +395,8 @@ export class Connection implements SimConnection {
       object: 'realtime.item',
       status: 'completed'
     }
-    const previousItemId = this.#append(item)
+    const previousItemId = this.#conversation.append(item)
+    this.#recordGivenAudio(item)
     const acknowledged = structuredClone(item)
     this.#timers.soon(this.script.itemAckDelayMs, () => {
       this.#emit({ type: 'conversation.item.added', previous_item_id: previousItemId, item: acknowledged })
@@ -363,26 +404,39 @@ export class Connection implements SimConnection {
     })
   }
 
+  // Audio a client put in an item itself counts like audio the server heard or spoke.
+  #recordGivenAudio (item: SimItem): void {
+    if (item.type !== 'message' || !Array.isArray(item.content)) return
+    const { input, output } = this.#session.audio
+    for (const [index, part] of item.content.entries()) {
+      if (!isObject(part) || typeof part.audio !== 'string' || !isBase64(part.audio)) continue
+      const format = part.type === 'output_audio' ? output.format : input.format
+      const said = typeof part.transcript === 'string' ? part.transcript : ''
+      this.#conversation.addAudio(item.id, index, base64ByteLength(part.audio), bytesPerMs(format), said)
+    }
+  }
+
   #onItemRetrieve (event: SimEvent, clientEventId: string | null): void {
-    const item = this.#conversation.find((candidate) => candidate.id === event.item_id)
+    const item = this.#conversation.find(event.item_id)
     if (item === undefined) return this.#fail(clientEventId, itemNotFound(event.item_id))
     this.#emit({ type: 'conversation.item.retrieved', item: structuredClone(item) })
   }
 
   #onItemDelete (event: SimEvent, clientEventId: string | null): void {
-    const index = this.#conversation.findIndex((candidate) => candidate.id === event.item_id)
-    if (index === -1) return this.#fail(clientEventId, itemNotFound(event.item_id))
-    this.#conversation.splice(index, 1)
+    if (!this.#conversation.delete(event.item_id)) return this.#fail(clientEventId, itemNotFound(event.item_id))
     this.#emit({ type: 'conversation.item.deleted', item_id: event.item_id })
   }
 
   #onItemTruncate (event: SimEvent, clientEventId: string | null): void {
-    for (const field of ['item_id', 'content_index', 'audio_end_ms']) {
-      if (event[field] === undefined) return this.#refuse(clientEventId, missingParameter(field))
+    const malformed = truncateProblem(event)
+    if (malformed !== null) return this.#refuse(clientEventId, malformed)
+    const { item_id: itemId, content_index: contentIndex, audio_end_ms: audioEndMs } = event
+    const refused = this.#conversation.truncate(itemId, contentIndex, audioEndMs)
+    if (refused !== null) {
+      this.#violate('refusedTruncates')
+      return this.#fail(clientEventId, refused)
     }
-    const item = this.#conversation.find((candidate) => candidate.id === event.item_id)
-    if (item === undefined) return this.#fail(clientEventId, itemNotFound(event.item_id))
-    this.#emit({ type: 'conversation.item.truncated', item_id: item.id, content_index: event.content_index, audio_end_ms: event.audio_end_ms })
+    this.#emit({ type: 'conversation.item.truncated', item_id: itemId, content_index: contentIndex, audio_end_ms: audioEndMs })
   }
 
   #onResponseCreate (event: SimEvent, clientEventId: string | null): void {
@@ -410,7 +464,7 @@ export class Connection implements SimConnection {
     if (!run?.created) {
       return this.#fail(clientEventId, { code: 'response_cancel_not_active', message: 'Cancellation failed: no active response found' })
     }
-    this.#finish(run, 'cancelled', 'client_cancelled')
+    this.#finish(run, 'cancelled', { reason: 'client_cancelled' })
   }
 
   /** Takes the slot (in-band) at once; `response.created` follows after `responseCreatedDelayMs`. */
@@ -423,16 +477,31 @@ export class Connection implements SimConnection {
 
   #create (run: ResponseRun, params: SimEvent): void {
     run.created = true
+    this.#read(run, params)
     this.#emit({ type: 'response.created', response: run.snapshot('in_progress') })
+    if (run.settings.inBand) this.#releaseTranscriptions('response.created')
+    const failure = this.script.failResponses.shift()
+    if (failure !== undefined) return this.#finish(run, 'failed', { failure })
+    const tools = params.tools ?? this.#session.tools
     const answer = planAnswer({
       instructions: params.instructions,
-      items: Array.isArray(params.input) ? params.input : this.#conversation,
-      tools: params.tools ?? this.#session.tools,
+      items: Array.isArray(params.input) ? params.input : this.#conversation.heard(),
+      tools,
       toolChoice: params.tool_choice ?? this.#session.tool_choice,
       parallelCalls: this.script.parallelCalls
     })
     run.plan(answer, this.script, this.#sink)
     this.#advance(run)
+  }
+
+  /** What the response reads, for its usage: instructions, tools, then the conversation or its own input. */
+  #read (run: ResponseRun, params: SimEvent): void {
+    const input = [
+      promptSegment(params.instructions ?? this.#session.instructions, params.tools ?? this.#session.tools),
+      ...this.#conversation.segments(Array.isArray(params.input) ? params.input : undefined)
+    ]
+    run.read(input, this.#lastInput)
+    this.#lastInput = input
   }
 
   #advance (run: ResponseRun): void {
@@ -449,20 +518,21 @@ export class Connection implements SimConnection {
     }
   }
 
-  #finish (run: ResponseRun, status: ResponseStatus, reason?: CancelReason): void {
+  #finish (run: ResponseRun, status: ResponseStatus, details: { reason?: CancelReason, failure?: Failure } = {}): void {
     if (!this.#running.delete(run)) return
     run.cancelPending()
-    if (status === 'cancelled') run.interrupt()
+    run.end(status)
     if (this.#responseSlot === run) this.#responseSlot = null
     if (this.#echo?.run === run) this.#echo = null
-    this.#emit({ type: 'response.done', response: run.snapshot(status, reason) })
-    if (run.settings.inBand) this.#emit(rateLimitsUpdated())
+    this.#emit({ type: 'response.done', response: run.snapshot(status, details) })
+    if (!run.settings.inBand) return
+    this.#emit(rateLimitsUpdated())
+    this.#releaseTranscriptions('response.done')
   }
 
   #responseSettings (params: SimEvent): ResponseSettings {
     const outOfBand = params.conversation === 'none'
     const session = this.#session
-    const items = Array.isArray(params.input) ? params.input : this.#conversation
     return {
       inBand: !outOfBand,
       conversationId: outOfBand ? null : this.#conversationId,
@@ -470,14 +540,13 @@ export class Connection implements SimConnection {
       format: params.audio?.output?.format ?? session.audio.output.format,
       voice: params.audio?.output?.voice ?? session.audio.output.voice,
       maxOutputTokens: params.max_output_tokens ?? session.max_output_tokens,
-      metadata: params.metadata ?? null,
-      inputTokens: TOKENS_PER_ITEM * (items.length + 1)
+      metadata: params.metadata ?? null
     }
   }
 
   // Streaming mode: one in-band response, opened by the first append, carries an
   // echo of every append until it is cancelled or the connection closes.
-  #echoAudio (audio: string): void {
+  #echoAudio (audio: string, bytes: number): void {
     let echo = this.#echo
     if (echo === null) {
       if (this.#responseSlot !== null) return
@@ -485,14 +554,16 @@ export class Connection implements SimConnection {
       run.created = true
       this.#responseSlot = run
       this.#running.add(run)
+      this.#read(run, {})
       this.#emit({ type: 'response.created', response: run.snapshot('in_progress') })
-      echo = { run, itemId: run.openEcho(this.#sink) }
+      echo = { run, item: run.openEcho(this.script, this.#sink) }
       this.#echo = echo
     }
-    this.#emit(echo.run.echoDelta(echo.itemId, audio))
+    echo.run.echo(echo.item, audio, bytes, this.#sink)
   }
 
-  #commitUserAudio (): SimItem {
+  /** The buffered audio becomes a user item saying `said`; its transcription follows when the session has one. */
+  #commitUserAudio (said: string): SimItem {
     const item: SimItem = {
       id: this.#speechItemId ?? newId('item'),
       object: 'realtime.item',
@@ -501,19 +572,50 @@ export class Connection implements SimConnection {
       role: 'user',
       content: [{ type: 'input_audio', transcript: null }]
     }
+    const format = this.#session.audio.input.format
+    const audioMs = this.#bufferedBytes / bytesPerMs(format)
+    this.#conversation.addAudio(item.id, 0, this.#bufferedBytes, bytesPerMs(format), said)
     this.#speechItemId = null
     this.#bufferedBytes = 0
-    const previousItemId = this.#append(item)
+    this.#vad.reset()
+    const previousItemId = this.#conversation.append(item)
     this.#emit({ type: 'input_audio_buffer.committed', previous_item_id: previousItemId, item_id: item.id })
     this.#emit({ type: 'conversation.item.added', previous_item_id: previousItemId, item: structuredClone(item) })
     this.#emit({ type: 'conversation.item.done', previous_item_id: previousItemId, item: structuredClone(item) })
+    if (this.#session.audio.input.transcription !== null) this.#transcribe(item, said, audioMs)
     return item
   }
 
-  #append (item: SimItem): string | null {
-    const previousItemId = this.#conversation.at(-1)?.id ?? null
-    this.#conversation.push(item)
-    return previousItemId
+  // Input transcription runs beside the model, so it may land after the response has started, or fail.
+  #transcribe (item: SimItem, said: string, audioMs: number): void {
+    const fails = this.script.failTranscriptions > 0
+    if (fails) this.script.failTranscriptions -= 1
+    const deliver = (): void => this.#timers.soon(this.script.transcriptionDelayMs, () => {
+      if (fails) {
+        this.#emit({ type: 'conversation.item.input_audio_transcription.failed', item_id: item.id, content_index: 0, error: TRANSCRIPTION_ERROR })
+        return
+      }
+      item.content[0].transcript = said
+      this.#emit({
+        type: 'conversation.item.input_audio_transcription.completed',
+        item_id: item.id,
+        content_index: 0,
+        transcript: said,
+        usage: { type: 'duration', seconds: Math.ceil(audioMs / 1000) }
+      })
+    })
+    const until = this.script.transcriptionAfter
+    if (until === 'committed') deliver()
+    else this.#heldTranscriptions.push({ until, deliver })
+  }
+
+  #releaseTranscriptions (moment: 'response.created' | 'response.done'): void {
+    if (this.#heldTranscriptions.length === 0) return
+    const held = this.#heldTranscriptions.splice(0)
+    for (const entry of held) {
+      if (entry.until === moment) entry.deliver()
+      else this.#heldTranscriptions.push(entry)
+    }
   }
 
   #inputAudioMs (): number {
@@ -611,9 +713,8 @@ export class Connection implements SimConnection {
   }
 }
 
-function itemNotFound (itemId: unknown): Problem {
-  return { code: 'item_not_found', message: `Item with item_id '${String(itemId)}' not found.`, param: 'item_id' }
-}
+// The shape OpenAI documents for a transcription that failed.
+const TRANSCRIPTION_ERROR = Object.freeze({ type: 'transcription_error', code: 'audio_unintelligible', message: 'The audio could not be transcribed.', param: null })
 
 function rateLimitsUpdated (): SimEvent {
   return {

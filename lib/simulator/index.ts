@@ -4,7 +4,7 @@
 // a script of timings and misbehaviours for tests, the benchmark and `npm start`
 // without an OpenAI key.
 
-export { startSimulator, REALTIME_PATH } from './server.js'
+export { startSimulator, REALTIME_PATH, AZURE_REALTIME_PATH } from './server.js'
 export type { Simulator, SimulatorOptions } from './server.js'
 export type { SimConnection } from './connection.js'
 export { defaultScript } from './script.js'

@@ -10,16 +10,23 @@
 //                  function_call_arguments.delta, function_call_arguments.done,
 //                  output_item.done, conversation.item.done
 // Out-of-band responses stay out of the conversation: no conversation.item.* events.
+//
+// A cancelled response closes what it was producing before its `response.done`,
+// like the real server: a message gets its done events with the text so far and
+// status "incomplete"; a function call gets output_item.done (incomplete) and
+// conversation.item.done, never function_call_arguments.done.
 
-import { audioChunk } from './audio.js'
+import { audioChunk, bytesPerMs } from './audio.js'
 import type { Answer, ToolCall } from './answer.js'
 import { newId } from './ids.js'
 import type { SimEvent, SimItem } from './events.js'
 import type { SimScript } from './script.js'
 import { noop, type Cancel } from './timers.js'
+import { modelAudioTokens, textTokens, usage, type Segment } from './usage.js'
 
-export type ResponseStatus = 'in_progress' | 'completed' | 'cancelled'
+export type ResponseStatus = 'in_progress' | 'completed' | 'cancelled' | 'failed'
 export type CancelReason = 'client_cancelled' | 'turn_detected'
+export interface Failure { code: string, message?: string, type?: string }
 
 export interface ResponseSettings {
   inBand: boolean
@@ -29,7 +36,6 @@ export interface ResponseSettings {
   voice: unknown
   maxOutputTokens: unknown
   metadata: unknown
-  inputTokens: number
 }
 
 /** What a response needs from its connection. */
@@ -37,6 +43,8 @@ export interface ResponseSink {
   emit (event: SimEvent): void
   /** Appends an item to the conversation; returns the id of the item it follows. */
   append (item: SimItem): string | null
+  /** Audio (in `format`) produced for an in-band item's content part, with the words spoken in it. */
+  spoke (itemId: string, contentIndex: number, bytes: number, words: string, format: unknown): void
 }
 
 export interface Step {
@@ -44,9 +52,16 @@ export interface Step {
   run (): void
 }
 
+/** What one output item produced, for usage. */
+interface Produced {
+  text: string
+  audioBytes: number
+}
+
 // Stands in for the random padding the real server adds to deltas: a field the
 // GA types do not list, which clients must tolerate.
 const OBFUSCATION = 'sim0bfu5c4t3'
+const FAILURE_MESSAGE = 'The server had an error while processing your request. Sorry about that!'
 
 export class ResponseRun {
   readonly id = newId('resp')
@@ -56,11 +71,14 @@ export class ResponseRun {
   /** Stops whatever step or `response.done` is scheduled next. */
   cancelPending: Cancel = noop
   readonly #output: SimItem[] = []
+  readonly #produced: Produced[] = []
   readonly #previousItemIds = new Map<string, string | null>()
+  /** Closers of the items still being produced, in output order. */
+  readonly #open = new Map<SimItem, (status: 'completed' | 'incomplete') => void>()
   #steps: Step[] = []
   #nextStep = 0
-  #textTokens = 0
-  #audioTokens = 0
+  #input: readonly Segment[] = []
+  #cachedFrom: readonly Segment[] = []
 
   constructor (settings: ResponseSettings) {
     this.settings = settings
@@ -70,15 +88,21 @@ export class ResponseRun {
     return this.settings.outputModalities.includes('audio')
   }
 
+  /** What the response reads (for its usage), and what the response before it read (for the cache). */
+  read (input: readonly Segment[], previous: readonly Segment[]): void {
+    this.#input = input
+    this.#cachedFrom = previous
+  }
+
   /** The `response` object of `response.created` (in progress) or `response.done`. */
-  snapshot (status: ResponseStatus, reason?: CancelReason): SimEvent {
+  snapshot (status: ResponseStatus, details: { reason?: CancelReason, failure?: Failure } = {}): SimEvent {
     const { settings } = this
     const inProgress = status === 'in_progress'
     return {
       object: 'realtime.response',
       id: this.id,
       status,
-      status_details: status === 'cancelled' ? { type: 'cancelled', reason } : null,
+      status_details: statusDetails(status, details),
       output: inProgress ? [] : this.#output.map((item) => structuredClone(item)),
       conversation_id: settings.conversationId,
       output_modalities: settings.outputModalities,
@@ -105,68 +129,80 @@ export class ResponseRun {
     return this.#steps[this.#nextStep++]
   }
 
-  /** Marks what was still being produced as incomplete, before a cancelled `response.done`. */
-  interrupt (): void {
-    for (const item of this.#output) {
-      if (item.status === 'in_progress') item.status = 'incomplete'
-    }
+  /**
+   * Closes what is still open before `response.done`: as incomplete when cancelled, as
+   * completed when an open-ended response (echo) is finished.
+   */
+  end (status: ResponseStatus): void {
     this.#steps = []
+    for (const close of [...this.#open.values()]) close(status === 'completed' ? 'completed' : 'incomplete')
   }
 
   /** Echo mode: opens the single audio message every echoed delta belongs to. */
-  openEcho (sink: ResponseSink): string {
+  openEcho (script: SimScript, sink: ResponseSink): SimItem {
     const item = assistantMessage()
-    this.#open(item, 0, sink)
-    sink.emit({ type: 'response.content_part.added', ...this.#at(item), part: { type: 'audio', transcript: '' } })
-    return item.id
+    this.#openMessage(item, true, script, sink)
+    return item
   }
 
-  echoDelta (itemId: string, audio: string): SimEvent {
-    this.#audioTokens += 1
-    return {
-      type: 'response.output_audio.delta',
-      response_id: this.id,
-      item_id: itemId,
-      output_index: 0,
-      content_index: 0,
-      delta: audio,
-      obfuscation: OBFUSCATION
-    }
+  /** Echo mode: `audio` (of `bytes` bytes) sent back as one delta of the echo message. */
+  echo (item: SimItem, audio: string, bytes: number, sink: ResponseSink): void {
+    (this.#produced[0] as Produced).audioBytes += bytes
+    if (this.settings.inBand) sink.spoke(item.id, 0, bytes, '', this.settings.format)
+    sink.emit({ type: 'response.output_audio.delta', ...this.#at(item, 0), delta: audio, obfuscation: OBFUSCATION })
   }
 
   #messageSteps (text: string, script: SimScript, sink: ResponseSink): Step[] {
     const audio = this.speaksAudio
     const item = assistantMessage()
-    const at = this.#at(item)
     const gap = script.chunkIntervalMs
-    const steps: Step[] = [{
-      delayMs: 0,
-      run: () => {
-        this.#open(item, 0, sink)
-        sink.emit({ type: 'response.content_part.added', ...at, part: audio ? { type: 'audio', transcript: '' } : { type: 'text', text: '' } })
-      }
-    }]
-    for (const piece of splitText(text, script.audioChunks)) {
-      steps.push({ delayMs: gap, run: () => audio ? this.#speak(at, piece, sink) : this.#write(at, piece, sink) })
-    }
-    steps.push({
-      delayMs: gap,
-      run: () => {
-        item.content = [audio ? { type: 'output_audio', transcript: text } : { type: 'output_text', text }]
-        if (audio) {
-          const transcriptDone = { type: 'response.output_audio_transcript.done', ...at, transcript: text }
-          const audioDone = { type: 'response.output_audio.done', ...at }
-          const [first, second] = script.audioDoneBeforeTextDone ? [audioDone, transcriptDone] : [transcriptDone, audioDone]
-          sink.emit(first)
-          sink.emit(second)
-        } else {
-          sink.emit({ type: 'response.output_text.done', ...at, text })
-        }
-        sink.emit({ type: 'response.content_part.done', ...at, part: audio ? { type: 'audio', transcript: text } : { type: 'text', text } })
-        this.#close(item, 0, sink)
-      }
-    })
+    let say: (piece: string, unspoken?: boolean) => void = noop
+    const steps: Step[] = [{ delayMs: 0, run: () => { say = this.#openMessage(item, audio, script, sink) } }]
+    const pieces = splitText(text, script.audioChunks)
+    for (const piece of pieces) steps.push({ delayMs: gap, run: () => say(piece) })
+    // Without deltas (audioChunks 0) the whole text comes with the done events.
+    if (pieces.length === 0) steps.push({ delayMs: gap, run: () => say(text, true) })
+    steps.push({ delayMs: gap, run: () => this.#open.get(item)?.('completed') })
     return steps
+  }
+
+  /** Opens a message and its content part; returns how to say the next piece of it (`unspoken`: no delta, no audio). */
+  #openMessage (item: SimItem, audio: boolean, script: SimScript, sink: ResponseSink): (piece: string, unspoken?: boolean) => void {
+    const produced = this.#openItem(item, 0, sink)
+    const at = this.#at(item, 0)
+    const part: SimItem = audio ? { type: 'output_audio', transcript: '' } : { type: 'output_text', text: '' }
+    item.content.push(part)
+    sink.emit({ type: 'response.content_part.added', ...at, part: audio ? { type: 'audio', transcript: '' } : { type: 'text', text: '' } })
+    this.#open.set(item, (status) => {
+      this.#open.delete(item)
+      const said = produced.text
+      if (audio) {
+        const transcriptDone = { type: 'response.output_audio_transcript.done', ...at, transcript: said }
+        const audioDone = { type: 'response.output_audio.done', ...at }
+        const [first, second] = script.audioDoneBeforeTextDone ? [audioDone, transcriptDone] : [transcriptDone, audioDone]
+        sink.emit(first)
+        sink.emit(second)
+      } else {
+        sink.emit({ type: 'response.output_text.done', ...at, text: said })
+      }
+      sink.emit({ type: 'response.content_part.done', ...at, part: audio ? { type: 'audio', transcript: said } : { type: 'text', text: said } })
+      this.#closeItem(item, 0, status, sink)
+    })
+    return (piece, unspoken = false) => {
+      produced.text += piece
+      if (!audio) {
+        part.text = produced.text
+        if (!unspoken) sink.emit({ type: 'response.output_text.delta', ...at, delta: piece, obfuscation: OBFUSCATION })
+        return
+      }
+      part.transcript = produced.text
+      const chunk = unspoken ? { base64: '', bytes: 0 } : audioChunk(this.settings.format)
+      produced.audioBytes += chunk.bytes
+      if (this.settings.inBand) sink.spoke(item.id, 0, chunk.bytes, piece, this.settings.format)
+      if (unspoken) return
+      sink.emit({ type: 'response.output_audio.delta', ...at, delta: chunk.base64, obfuscation: OBFUSCATION })
+      sink.emit({ type: 'response.output_audio_transcript.delta', ...at, delta: piece, obfuscation: OBFUSCATION })
+    }
   }
 
   #callSteps (call: ToolCall, outputIndex: number, script: SimScript, sink: ResponseSink): Step[] {
@@ -181,73 +217,83 @@ export class ResponseRun {
     }
     const at = { response_id: this.id, item_id: item.id, output_index: outputIndex, call_id: item.call_id }
     const gap = script.chunkIntervalMs
+    let produced: Produced
     return [
-      { delayMs: outputIndex === 0 ? 0 : gap, run: () => this.#open(item, outputIndex, sink) },
       {
-        delayMs: gap,
-        run: () => sink.emit({ type: 'response.function_call_arguments.delta', ...at, delta: call.arguments, obfuscation: OBFUSCATION })
+        delayMs: outputIndex === 0 ? 0 : gap,
+        run: () => {
+          produced = this.#openItem(item, outputIndex, sink)
+          produced.text = call.name
+          this.#open.set(item, (status) => {
+            this.#open.delete(item)
+            this.#closeItem(item, outputIndex, status, sink)
+          })
+        }
       },
       {
         delayMs: gap,
         run: () => {
           item.arguments = call.arguments
-          this.#textTokens += 1
+          produced.text += call.arguments
+          sink.emit({ type: 'response.function_call_arguments.delta', ...at, delta: call.arguments, obfuscation: OBFUSCATION })
+        }
+      },
+      {
+        delayMs: gap,
+        run: () => {
           sink.emit({ type: 'response.function_call_arguments.done', ...at, name: call.name, arguments: call.arguments })
-          this.#close(item, outputIndex, sink)
+          this.#open.get(item)?.('completed')
         }
       }
     ]
   }
 
-  #speak (at: SimEvent, piece: string, sink: ResponseSink): void {
-    const chunk = audioChunk(this.settings.format)
-    this.#audioTokens += 1
-    sink.emit({ type: 'response.output_audio.delta', ...at, delta: chunk.base64, obfuscation: OBFUSCATION })
-    sink.emit({ type: 'response.output_audio_transcript.delta', ...at, delta: piece, obfuscation: OBFUSCATION })
-  }
-
-  #write (at: SimEvent, piece: string, sink: ResponseSink): void {
-    this.#textTokens += 1
-    sink.emit({ type: 'response.output_text.delta', ...at, delta: piece, obfuscation: OBFUSCATION })
-  }
-
-  #open (item: SimItem, outputIndex: number, sink: ResponseSink): void {
+  #openItem (item: SimItem, outputIndex: number, sink: ResponseSink): Produced {
+    const produced: Produced = { text: '', audioBytes: 0 }
     this.#output.push(item)
+    this.#produced.push(produced)
     sink.emit({ type: 'response.output_item.added', response_id: this.id, output_index: outputIndex, item: structuredClone(item) })
-    if (!this.settings.inBand) return
-    const previousItemId = sink.append(item)
-    this.#previousItemIds.set(item.id, previousItemId)
-    sink.emit({ type: 'conversation.item.added', previous_item_id: previousItemId, item: structuredClone(item) })
+    if (this.settings.inBand) {
+      const previousItemId = sink.append(item)
+      this.#previousItemIds.set(item.id, previousItemId)
+      sink.emit({ type: 'conversation.item.added', previous_item_id: previousItemId, item: structuredClone(item) })
+    }
+    return produced
   }
 
-  #close (item: SimItem, outputIndex: number, sink: ResponseSink): void {
-    item.status = 'completed'
+  #closeItem (item: SimItem, outputIndex: number, status: 'completed' | 'incomplete', sink: ResponseSink): void {
+    item.status = status
     sink.emit({ type: 'response.output_item.done', response_id: this.id, output_index: outputIndex, item: structuredClone(item) })
     if (!this.settings.inBand) return
     sink.emit({ type: 'conversation.item.done', previous_item_id: this.#previousItemIds.get(item.id) ?? null, item: structuredClone(item) })
   }
 
-  #at (item: SimItem): SimEvent {
-    return { response_id: this.id, item_id: item.id, output_index: 0, content_index: 0 }
+  #at (item: SimItem, outputIndex: number): SimEvent {
+    return { response_id: this.id, item_id: item.id, output_index: outputIndex, content_index: 0 }
   }
 
   #usage (): SimEvent {
-    const input = this.settings.inputTokens
-    const output = this.#textTokens + this.#audioTokens
+    const perMs = bytesPerMs(this.settings.format)
+    let text = 0
+    let audio = 0
+    for (const produced of this.#produced) {
+      text += textTokens(produced.text)
+      audio += modelAudioTokens(produced.audioBytes / perMs)
+    }
+    return usage(this.#input, this.#cachedFrom, { text, audio })
+  }
+}
+
+function statusDetails (status: ResponseStatus, details: { reason?: CancelReason, failure?: Failure }): SimEvent | null {
+  if (status === 'cancelled') return { type: 'cancelled', reason: details.reason }
+  if (status === 'failed') {
+    const { failure } = details
     return {
-      total_tokens: input + output,
-      input_tokens: input,
-      output_tokens: output,
-      input_token_details: {
-        text_tokens: input,
-        audio_tokens: 0,
-        image_tokens: 0,
-        cached_tokens: 0,
-        cached_tokens_details: { text_tokens: 0, audio_tokens: 0, image_tokens: 0 }
-      },
-      output_token_details: { text_tokens: this.#textTokens, audio_tokens: this.#audioTokens }
+      type: 'failed',
+      error: { type: failure?.type ?? 'server_error', code: failure?.code ?? null, message: failure?.message ?? FAILURE_MESSAGE }
     }
   }
+  return null
 }
 
 function assistantMessage (): SimItem {

@@ -10,9 +10,9 @@ export interface SimScript {
   itemAckDelayMs: number
   /** Delay between accepting a `response.create` (the slot is taken at once) and `response.created`. */
   responseCreatedDelayMs: number
-  /** `response.output_audio.delta` events per spoken response (0 = none, only the done events). */
+  /** `response.output_audio.delta` events (40 ms of audio each) per spoken response (0 = none, only the done events). */
   audioChunks: number
-  /** Delay between content events of a response. */
+  /** Delay between content events of a response: set it to cut a response mid-way (40 = audio at real-time pace). */
   chunkIntervalMs: number
   /** Extra delay between the last content event and `response.done`. */
   responseDoneDelayMs: number
@@ -26,13 +26,44 @@ export interface SimScript {
   parallelCalls: number
   /** The next client event of `type` is answered with this error and not processed (one entry per event). */
   rejectNext: Array<{ type: string, code: string, message?: string }>
+  /** The next responses (one entry each) end right after `response.created` with `response.done {status:"failed"}` and this error. */
+  failResponses: Array<{ code: string, message?: string, type?: string }>
   /** Close the socket after the first client event of `type` was processed. Codes a socket cannot send (1005, 1006) drop it abruptly. */
   closeAfter: { type: string, code: number, reason?: string } | null
+  /**
+   * The server closes the socket this long after it opened, with 1001 and OpenAI's reason
+   * "Your session hit the maximum duration of 60 minutes." (whatever the value). Read when the
+   * connection opens; 0 = never.
+   */
+  maxSessionMs: number
+  /**
+   * When input transcription (`session.audio.input.transcription`) is on, the moment its
+   * `conversation.item.input_audio_transcription.completed` (or `.failed`) is due: at the commit
+   * of the user audio, or at the next in-band `response.created` / `response.done` (the real
+   * transcription is asynchronous and often lands after the answer has started).
+   */
+  transcriptionAfter: 'committed' | 'response.created' | 'response.done'
+  /** Further delay of the transcription event after that moment. */
+  transcriptionDelayMs: number
+  /** The next transcriptions (this many) end with `conversation.item.input_audio_transcription.failed`. */
+  failTranscriptions: number
+  /** What user audio says when no test scripted it (`vadTurn(text)` does): client commits and energy-VAD turns. */
+  spokenTranscript: string
+  /**
+   * Server VAD driven by the appended audio itself (RMS energy), for real microphones: speech
+   * starts after 100 ms above `energyVadThreshold` and stops after `turn_detection.silence_duration_ms`
+   * below it, then the turn is committed like the real server does. `speechStarted()`/`vadTurn()` still work.
+   */
+  energyVad: boolean
+  /** RMS level, as a fraction of full scale (0.02 ≈ -34 dBFS), above which appended audio counts as speech. */
+  energyVadThreshold: number
   /** Streaming/benchmark mode: each append is echoed as one audio delta of a single never-ending response. */
   echoAudio: boolean
   /** Informational: output audio follows the session's `audio.output.format`. */
   outputSampleRate: number
 }
+
+export const SIXTY_MINUTES_MS = 60 * 60 * 1000
 
 export const defaultScript: SimScript = Object.freeze({
   sessionUpdatedDelayMs: 0,
@@ -46,7 +77,15 @@ export const defaultScript: SimScript = Object.freeze({
   neverCreate: false,
   parallelCalls: 1,
   rejectNext: Object.freeze([]) as unknown as SimScript['rejectNext'],
+  failResponses: Object.freeze([]) as unknown as SimScript['failResponses'],
   closeAfter: null,
+  maxSessionMs: SIXTY_MINUTES_MS,
+  transcriptionAfter: 'committed',
+  transcriptionDelayMs: 0,
+  failTranscriptions: 0,
+  spokenTranscript: '(spoken audio)',
+  energyVad: false,
+  energyVadThreshold: 0.02,
   echoAudio: false,
   outputSampleRate: 24000
 })
@@ -57,6 +96,7 @@ export function resolveScript (overrides: Partial<SimScript>): SimScript {
     ...defaultScript,
     ...overrides,
     rejectNext: (overrides.rejectNext ?? []).map((rejection) => ({ ...rejection })),
+    failResponses: (overrides.failResponses ?? []).map((failure) => ({ ...failure })),
     closeAfter: overrides.closeAfter ? { ...overrides.closeAfter } : null
   }
 }
@@ -75,6 +115,8 @@ export interface Violations {
   unknownEventType: number
   /** Unparsable or malformed event: bad JSON, binary frame, bad base64, missing or invalid fields, unknown parameters. */
   invalidEvent: number
+  /** `conversation.item.truncate` refused: unknown item, no model audio there, `audio_end_ms` 0 or past the audio produced. */
+  refusedTruncates: number
 }
 
 export type ViolationKind = keyof Violations
@@ -86,6 +128,7 @@ export function emptyViolations (): Violations {
     beforeSessionUpdated: 0,
     missingEventId: 0,
     unknownEventType: 0,
-    invalidEvent: 0
+    invalidEvent: 0,
+    refusedTruncates: 0
   }
 }

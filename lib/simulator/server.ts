@@ -1,6 +1,8 @@
 // The simulator's server: an HTTP server that only upgrades
-// `/v1/realtime?model=…` (checking the bearer key when one is configured) and
-// hands each WebSocket to a Connection. Cheap to start and stop: tests start one
+// `/v1/realtime?model=…` (OpenAI) or `/openai/v1/realtime?model=<deployment>`
+// (Azure OpenAI), checking the key when one is configured (OpenAI's
+// `Authorization: Bearer <key>` or Azure's `api-key: <key>`), and hands each
+// WebSocket to a Connection. Cheap to start and stop: tests start one
 // per file or per test, the benchmark runs hundreds of sessions on one.
 
 import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http'
@@ -15,7 +17,7 @@ export interface SimulatorOptions {
   port?: number
   /** Default '127.0.0.1'. */
   host?: string
-  /** When set, upgrades must carry `Authorization: Bearer <apiKey>`, else HTTP 401. */
+  /** When set, upgrades must carry `Authorization: Bearer <apiKey>` or `api-key: <apiKey>` (Azure), else HTTP 401. */
   apiKey?: string
   /** Default script of every new connection. */
   script?: Partial<SimScript>
@@ -42,6 +44,9 @@ export interface Simulator {
 }
 
 export const REALTIME_PATH = '/v1/realtime'
+/** Azure OpenAI's path for the same protocol (`?model=` names the deployment). */
+export const AZURE_REALTIME_PATH = '/openai/v1/realtime'
+const PATHS = new Set([REALTIME_PATH, AZURE_REALTIME_PATH])
 // OpenAI events (a long transcript, a big audio append) can exceed 1 MiB.
 const MAX_PAYLOAD = 64 * 1024 * 1024
 const KEPT_CONNECTIONS = 1000
@@ -139,12 +144,12 @@ class SimulatorServer implements Simulator {
     socket.on('error', () => socket.destroy())
     const url = new URL(request.url ?? '/', 'http://simulator')
     if (this.#closing !== null) return refuseUpgrade(socket, 503, openaiError('The simulator is shutting down.', 'server_shutting_down'))
-    if (url.pathname !== REALTIME_PATH) {
-      return refuseUpgrade(socket, 404, openaiError(`Unknown path ${url.pathname}: connect to ${REALTIME_PATH}?model=…`, 'not_found'))
+    if (!PATHS.has(url.pathname)) {
+      return refuseUpgrade(socket, 404, openaiError(`Unknown path ${url.pathname}: connect to ${REALTIME_PATH}?model=… (or Azure's ${AZURE_REALTIME_PATH}?model=…)`, 'not_found'))
     }
     const { apiKey } = this.#options
-    if (apiKey !== undefined && request.headers.authorization !== `Bearer ${apiKey}`) {
-      return refuseUpgrade(socket, 401, openaiError('Incorrect API key provided. Send `Authorization: Bearer <key>`.', 'invalid_api_key'))
+    if (apiKey !== undefined && request.headers.authorization !== `Bearer ${apiKey}` && request.headers['api-key'] !== apiKey) {
+      return refuseUpgrade(socket, 401, openaiError('Incorrect API key provided. Send `Authorization: Bearer <key>` (or Azure\'s `api-key: <key>`).', 'invalid_api_key'))
     }
     this.#wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, request, url))
   }

@@ -4,11 +4,11 @@
 
 import { newId } from './ids.js'
 import { isObject, type SimEvent } from './events.js'
+import { SIXTY_MINUTES_MS } from './script.js'
 
 export const DEFAULT_MODEL = 'gpt-realtime'
-const SESSION_LIFETIME_S = 3600
-
-export function defaultSession (model: string | null): SimEvent {
+/** The session object a connection starts with; it expires when the server will close it (`lifetimeMs`, 0 = never: an hour). */
+export function defaultSession (model: string | null, lifetimeMs: number): SimEvent {
   return {
     type: 'realtime',
     object: 'realtime.session',
@@ -23,7 +23,7 @@ export function defaultSession (model: string | null): SimEvent {
     truncation: 'auto',
     prompt: null,
     include: null,
-    expires_at: Math.floor(Date.now() / 1000) + SESSION_LIFETIME_S,
+    expires_at: Math.floor((Date.now() + (lifetimeMs > 0 ? lifetimeMs : SIXTY_MINUTES_MS)) / 1000),
     audio: {
       input: {
         format: { type: 'audio/pcm', rate: 24000 },

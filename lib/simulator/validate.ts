@@ -139,3 +139,26 @@ function unknownKey (object: SimEvent, known: Set<string>, path: string): Proble
   }
   return null
 }
+
+/** A `conversation.item.truncate` whose fields the real API refuses before looking at the item. */
+export function truncateProblem (event: SimEvent): Problem | null {
+  for (const param of ['item_id', 'content_index', 'audio_end_ms']) {
+    const value = event[param]
+    if (value === undefined) return missingParameter(param)
+    if (param === 'item_id' ? typeof value !== 'string' : !Number.isInteger(value)) {
+      const expected = param === 'item_id' ? 'a string' : 'an integer'
+      return { code: 'invalid_type', message: `Invalid type for '${param}': expected ${expected}, but got ${describeType(value)} instead.`, param }
+    }
+    if (typeof value === 'number' && value < 0) {
+      return { code: 'integer_below_min_value', message: `Invalid '${param}': integer below minimum value. Expected a value >= 0, but got ${value} instead.`, param }
+    }
+  }
+  return null
+}
+
+function describeType (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'number') return 'a decimal'
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
+}

@@ -35,6 +35,20 @@ t.test('answers from the conversation', async (t) => {
   t.same(ask([user('get weather')], { instructions: 'Say exactly "Hold on."' }), { kind: 'speech', text: 'Hold on.' })
 })
 
+t.test('answers that show what the conversation holds', async (t) => {
+  const assistant = (transcript: string) => ({ type: 'message', role: 'assistant', content: [{ type: 'output_audio', transcript }] })
+  const spoken = (transcript: string) => ({ type: 'message', role: 'user', content: [{ type: 'input_audio', transcript }] })
+  const talk = [spoken('Book a table for two!'), assistant('Sure, for when?'), user('Tomorrow'), assistant('Done, see you tomorrow at eight.')]
+  t.same(ask([...talk, user('What did I say first?')]), { kind: 'speech', text: 'You first said: Book a table for two.' })
+  t.same(ask([...talk, user('what was my first message')]), { kind: 'speech', text: 'You first said: Book a table for two.' })
+  t.same(ask([...talk, user('Sorry, what did you just say?')]), { kind: 'speech', text: 'I last said: Done, see you tomorrow at eight.' })
+  t.same(ask([...talk, user('What did you say last?')]), { kind: 'speech', text: 'I last said: Done, see you tomorrow at eight.' })
+  t.same(ask([user('What did I say first?')]), { kind: 'speech', text: 'This is the first thing you said.' })
+  t.same(ask([user('What did you just say?')]), { kind: 'speech', text: 'I have not said anything yet.' })
+  t.same(ask([user('Hi'), assistant(''), user('What did you just say?')]), { kind: 'speech', text: 'I last said nothing you heard.' })
+  t.same(ask([user('get weather'), assistant('Hm'), user('what did you just say? get weather')]), { kind: 'speech', text: 'I last said: Hm.' }, 'before a tool call')
+})
+
 t.test('tool choice and parallel calls', async (t) => {
   t.equal(ask([user('get weather')], { toolChoice: 'none' }).kind, 'speech')
   t.match(ask([user('hello')], { toolChoice: 'required' }), { calls: [{ name: 'get_weather' }] })

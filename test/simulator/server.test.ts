@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
-import { startSimulator } from '../../lib/simulator/index.js'
+import { AZURE_REALTIME_PATH, startSimulator } from '../../lib/simulator/index.js'
 import { connect, simulator } from './helper.js'
 
 async function upgradeStatus (url: string, headers: Record<string, string> = {}): Promise<number> {
@@ -23,9 +23,42 @@ t.test('apiKey: upgrades need the bearer key, else HTTP 401', async (t) => {
   t.equal(sim.connections.length, 1, 'refused upgrades are no connections')
 })
 
-t.test('only /v1/realtime upgrades', async (t) => {
+t.test('only /v1/realtime and Azure\'s /openai/v1/realtime upgrade', async (t) => {
   const sim = await simulator(t)
   t.equal(await upgradeStatus(`ws://127.0.0.1:${sim.port}/v1/agent/converse`), 404)
+  t.equal(await upgradeStatus(`ws://127.0.0.1:${sim.port}/openai/realtime?deployment=x`), 404, 'the retired preview path')
+})
+
+t.test('Azure OpenAI: the key as an api-key header, the deployment as ?model= on /openai/v1/realtime', async (t) => {
+  const sim = await simulator(t, { apiKey: 'azure-key' })
+  const azure = `ws://127.0.0.1:${sim.port}${AZURE_REALTIME_PATH}?model=my-realtime-deployment`
+  t.equal(await upgradeStatus(azure), 401)
+  t.equal(await upgradeStatus(azure, { 'api-key': 'wrong' }), 401)
+  t.equal(await upgradeStatus(azure, { authorization: 'Bearer wrong', 'api-key': 'wrong' }), 401)
+  const ws = new WebSocket(azure, { headers: { 'api-key': 'azure-key' } })
+  t.teardown(() => ws.terminate())
+  const [connection] = await Promise.all([sim.nextConnection(), once(ws, 'open')])
+  t.equal(connection.model, 'my-realtime-deployment')
+  t.equal(connection.session.model, 'my-realtime-deployment')
+  const bearer = await connect(t, sim, { headers: { authorization: 'Bearer azure-key' } })
+  t.equal(bearer.connection.headers.authorization, 'Bearer azure-key', 'the OpenAI form works as well')
+})
+
+t.test('maxSessionMs: the server ends the session with 1001 and OpenAI\'s reason, and says when in expires_at', async (t) => {
+  const sim = await simulator(t, { script: { maxSessionMs: 300 } })
+  const opened = Date.now()
+  const { client } = await connect(t, sim)
+  const created = client.events[0]
+  t.ok(Math.abs(created.session.expires_at * 1000 - (opened + 300)) < 1500, 'expires_at is the end of the session (in seconds)')
+  const [code, reason] = await once(client.ws, 'close')
+  t.equal(code, 1001)
+  t.equal(String(reason), 'Your session hit the maximum duration of 60 minutes.')
+  t.ok(Date.now() - opened >= 250)
+
+  sim.script = {}
+  const { client: hourLong } = await connect(t, sim)
+  const expiresIn = hourLong.events[0].session.expires_at - Date.now() / 1000
+  t.ok(expiresIn > 3590 && expiresIn <= 3600, `the default is 60 minutes (${expiresIn} s)`)
 })
 
 t.test('nextConnection hands out each connection once, in accept order', async (t) => {

@@ -153,7 +153,8 @@ t.test('client mistakes are counted: before session.updated, missing event_id, u
     beforeSessionUpdated: 2,
     missingEventId: 1,
     unknownEventType: 1,
-    invalidEvent: 3
+    invalidEvent: 3,
+    refusedTruncates: 0
   })
   t.same(sim.violations(), connection.violations)
 })
