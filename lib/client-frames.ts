@@ -72,6 +72,8 @@ export function decodeClientText (data: Buffer, bounds: TextBounds): DecodedFram
  * outside strings (no parsing, no recursion). Invalid JSON is left for JSON.parse to refuse.
  */
 export function nestingExceeds (data: Buffer, max: number): boolean {
+  // Most messages have fewer brackets than the bound at all: counted natively, no scan needed.
+  if (countUpTo(data, 0x7b, max + 1) + countUpTo(data, 0x5b, max + 1) <= max) return false
   let depth = 0
   let inString = false
   for (let i = 0; i < data.length; i++) {
@@ -124,6 +126,13 @@ function decodeMessage (type: string, message: Record<string, unknown>): ClientA
     return warning(WarningCode.unsupportedMessage, `${type} is not supported by this proxy and was ignored.`)
   }
   return unparsable(`Unknown message type ${quoted(type)}. Known types: ${CLIENT_MESSAGE_TYPES.join(', ')}.`)
+}
+
+/** How often `byte` occurs in `data`, counting no further than `limit`. */
+function countUpTo (data: Buffer, byte: number, limit: number): number {
+  let count = 0
+  for (let at = data.indexOf(byte); at >= 0 && count < limit; at = data.indexOf(byte, at + 1)) count++
+  return count
 }
 
 function intent (value: Intent, warnings: ServerMessage[] = []): ClientAction {

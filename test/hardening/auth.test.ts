@@ -17,7 +17,7 @@ import { startOtlpReceiver } from '../helpers/admin-otlp.js'
 import type { OtlpReceiver } from '../helpers/admin-otlp.js'
 import { BASIC_SETTINGS, TestClient } from '../helpers/proxy.js'
 import { upgrade } from '../fixtures/upgrade.js'
-import { statusUpstream } from '../fixtures/upstreams.js'
+import { scriptedUpstream, statusUpstream } from '../fixtures/upstreams.js'
 
 const TOKENS = ['client-token-alpha-7f3a9c', 'client-token-beta-2b8e41']
 const OPENAI_API_KEY = 'sk-proj-hardening-secret-key-5d1e0f'
@@ -172,4 +172,35 @@ t.test('secrets never appear in logs, OTel records, /connections, metrics, error
   for (const [where, text] of Object.entries(everything)) {
     for (const secret of SECRETS) t.notOk(text.includes(secret), `${where} never contain ${secret.slice(0, 12)}…`)
   }
+})
+
+t.test('an upstream that closes with a reason quoting a key, and errors quoting it: the key reaches no client message, log line, OTel record or admin response', async (t) => {
+  const otlp = await startOtlpReceiver()
+  t.teardown(() => otlp.close())
+  const leaked = 'sk-proj-LEAKED-upstream-key-9f8e7d'
+  const upstream = await scriptedUpstream(t)
+  const running = await start(t, { OPENAI_REALTIME_URL: upstream.url, OPENAI_API_KEY }, otlp)
+  const client = await TestClient.connect(running.url)
+  client.send(BASIC_SETTINGS)
+  await client.next('SettingsApplied')
+  const ws = await upstream.nextConnection()
+  const seen: string[] = []
+  ws.send(JSON.stringify({ type: 'error', event_id: 'e1', error: { type: 'invalid_request_error', code: leaked, message: `Incorrect API key provided: ${leaked}`, param: null, event_id: null } }))
+  ws.send(JSON.stringify({ type: 'error', event_id: 'e2', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: `Incorrect API key provided: ${leaked}`, param: null, event_id: null } }))
+  ws.send(JSON.stringify({ type: 'response.done', event_id: 'e3', response: { id: 'resp_failed', status: 'failed', status_details: { type: 'failed', error: { type: 'server_error', code: leaked, message: leaked } }, output: [] } }))
+  await client.until(() => client.all('Error').length >= 3, 'the three Errors')
+  const admin = { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } }
+  const id = client.all('Welcome')[0]?.request_id as string
+  seen.push(await (await fetch(`${running.base}/connections`, admin)).text())
+  seen.push(await (await fetch(`${running.base}/connections/${id}`, admin)).text())
+  seen.push(await (await fetch(`${running.base}/metrics`)).text())
+  ws.close(1011, `internal error; key ${leaked}`)
+  const closed = await client.closed
+  t.equal(client.all('Error').at(-1)?.code, 'UPSTREAM_CLOSED')
+  seen.push(JSON.stringify(client.messages), JSON.stringify(closed))
+  await running.proxy.app.close()
+  await otlp.waitForRecords(5)
+  const everything = { clientAndAdmin: seen.join('\n'), logs: running.lines.join(''), otelRecords: JSON.stringify(otlp.records) }
+  t.ok(everything.logs.includes('upstream closed'), 'the close was logged')
+  for (const [where, text] of Object.entries(everything)) t.notOk(text.includes('LEAKED'), `${where} never contain the key`)
 })

@@ -103,3 +103,101 @@ t.test('random and mutated client messages never break a session, another sessio
   t.same(proxied.logs.filter((line) => (line.level as number) >= 50), [], 'no error-level log line')
   t.same(proxied.sim.violations(), NO_VIOLATIONS, 'the proxy kept to the upstream protocol whatever it was sent')
 })
+
+// ── hostile fields (issue 10) ───────────────────────────────────────────────────
+
+const PROTOTYPE_NAMES = ['__proto__', 'constructor', 'prototype', 'toString', 'valueOf', 'hasOwnProperty']
+
+/** The fields each client message type has, where a hostile value goes (and a few paths inside Settings). */
+const FIELDS: Record<string, string[]> = {
+  Settings: ['audio', 'agent', 'tags', 'flags', 'experimental', 'mip_opt_out', 'agent.think', 'agent.think.functions', 'agent.speak', 'agent.listen', 'agent.context', 'agent.greeting', 'audio.input'],
+  UpdatePrompt: ['prompt'],
+  UpdateSpeak: ['speak'],
+  UpdateThink: ['think'],
+  UpdateListen: ['listen'],
+  InjectUserMessage: ['content'],
+  InjectAgentMessage: ['message', 'content', 'behavior'],
+  FunctionCallResponse: ['id', 'name', 'content'],
+  ForceEndTurn: ['type'],
+  KeepAlive: ['type']
+}
+
+/** JSON text of a hostile value: deep nesting, huge or odd strings, prototype-named keys, unicode. */
+const hostileJson: fc.Arbitrary<string> = fc.oneof(
+  fc.tuple(fc.integer({ min: 1, max: 400 }), fc.boolean()).map(([depth, array]) => array ? `${'['.repeat(depth)}1${']'.repeat(depth)}` : `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`),
+  fc.integer({ min: 0, max: 300_000 }).map((n) => JSON.stringify('x'.repeat(n))),
+  fc.string({ unit: 'grapheme', maxLength: 40 }).map((s) => JSON.stringify(s)),
+  fc.string({ unit: 'binary', maxLength: 40 }).map((s) => JSON.stringify(s)),
+  fc.constantFrom('"\\ud800"', '"\\udfff\\ud800"', '"\\u0000"', '"🦜🦜"').map((s) => s),
+  fc.constantFrom(...PROTOTYPE_NAMES).map((name) => `{"${name}":{"${name}":1},"type":"${name}"}`),
+  fc.anything({ maxDepth: 3 }).map((value) => JSON.stringify(value) ?? 'null')
+)
+
+/** A client message with one hostile field (or a hostile `type`). */
+const hostileMessage: fc.Arbitrary<string> = fc.tuple(fc.constantFrom(...Object.keys(FIELDS)), fc.nat(), hostileJson, fc.boolean()).map(([type, pick, value, replaceType]) => {
+  if (replaceType) return `{"type":${value.startsWith('"') ? value : JSON.stringify(value.slice(0, 50))}}`
+  const fields = FIELDS[type] as string[]
+  const path = (fields[pick % fields.length] as string).split('.')
+  if (path[0] === 'type') return `{"type":"${type}","extra":${value}}`
+  const base = type === 'Settings' ? structuredClone(BASIC_SETTINGS) as Record<string, unknown> : { type }
+  const marker = '"__HOSTILE__"'
+  let node = base
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {}
+    node = node[key] as Record<string, unknown>
+  }
+  node[path[path.length - 1] as string] = '__HOSTILE__'
+  return JSON.stringify(base).replace(marker, value)
+})
+
+t.test('hostile fields for every client message type, interleaved over concurrent sessions: the process lives, each session continues or ends cleanly, a bystander keeps its turns', async (t) => {
+  const proxied = await startProxy(t, { script: { audioChunks: 1 }, env: { MAX_CLIENT_MESSAGES_PER_SECOND: '0' } })
+  const bystander = await configuredClient(proxied.url)
+  const bystanderConn = await proxied.sim.nextConnection()
+  const latencies: number[] = []
+  let frames = 0
+
+  await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(2), hostileMessage), { minLength: 5, maxLength: 30, size: 'max' }), async (sequence) => {
+    const clients = await Promise.all([0, 1, 2].map(async () => await TestClient.connect(proxied.url)))
+    try {
+      for (const [which, text] of sequence) {
+        const client = clients[which] as TestClient
+        if (client.ws.readyState === client.ws.OPEN) client.ws.send(text)
+        frames++
+      }
+      for (const client of clients) if (client.ws.readyState === client.ws.OPEN) await barrier(client)
+      const started = Date.now()
+      bystander.send({ type: 'InjectUserMessage', content: 'still there?' })
+      await bystander.next('AgentAudioDone', 10_000)
+      latencies.push(Date.now() - started)
+      for (const client of clients) {
+        for (const error of client.all('Error')) {
+          if (typeof error.code !== 'string' || typeof error.description !== 'string' || error.code === '' || error.description === '') throw new Error(`an Error without code and description: ${JSON.stringify(error)}`)
+          if (error.code === 'INTERNAL_SERVER_ERROR') throw new Error(`internal error: ${JSON.stringify(error)}`)
+        }
+      }
+      const listed = await (await fetch(`${proxied.base}/connections`)).json() as { connections: Array<{ client: { received: Record<string, unknown>, sent: Record<string, unknown> } }> }
+      for (const summary of listed.connections) {
+        for (const count of [...Object.values(summary.client.received), ...Object.values(summary.client.sent)]) {
+          if (typeof count !== 'number') throw new Error(`a counter that is not a number: ${JSON.stringify(summary.client)}`)
+        }
+      }
+    } finally {
+      for (const client of clients) await client.close()
+    }
+    for (const client of clients) {
+      const close = await client.closed
+      if (close.code !== 1000 && close.code !== 1008) throw new Error(`the session did not end cleanly: ${JSON.stringify(close)}`)
+    }
+  }), { numRuns: 60, interruptAfterTimeLimit: 30_000 })
+
+  t.ok(frames > 600, `${frames} hostile frames`)
+  const worst = Math.max(...latencies)
+  t.ok(worst < 5000, `the bystander's slowest turn took ${worst} ms over ${latencies.length} runs (bound: 5000 ms)`)
+  t.same(bystander.all('Error'), [], 'the bystander never saw an Error')
+  t.same(bystanderConn.violations, NO_VIOLATIONS)
+  await bystander.close()
+  await noSessionsLeft(proxied)
+  t.same(proxied.logs.filter((line) => (line.level as number) >= 50), [], 'no error-level log line')
+  t.same(proxied.sim.violations(), NO_VIOLATIONS, 'the proxy kept to the upstream protocol whatever it was sent')
+})
