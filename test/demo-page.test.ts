@@ -22,7 +22,7 @@ const AUDIBLE = 0.05
 
 interface Output { peak: number, pending: number }
 interface Entry { kind: string, who: string, text: string, callId?: string, status?: string }
-interface Frames { sent: any[], received: any[], binaryReceived: number }
+interface Frames { sent: any[], received: any[] }
 
 /** 16-bit mono PCM WAV: a tone the fake microphone loops. */
 async function writeToneWav (path: string, { sampleRate = 48000, seconds = 1, frequency = 440, amplitude = 0.3 } = {}): Promise<void> {
@@ -90,16 +90,13 @@ async function say (page: Page, text: string): Promise<void> {
   await page.click('#send')
 }
 
-/** Every text frame the page sent and received, parsed, and the count of binary frames it received. */
+/** Every text frame the page sent and received, parsed. */
 function recordFrames (page: Page): Frames {
-  const frames: Frames = { sent: [], received: [], binaryReceived: 0 }
+  const frames: Frames = { sent: [], received: [] }
   page.on('websocket', (socket: PageSocket) => {
     if (!socket.url().endsWith(CONVERSE_PATH)) return
     socket.on('framesent', ({ payload }) => { if (typeof payload === 'string') frames.sent.push(JSON.parse(payload)) })
-    socket.on('framereceived', ({ payload }) => {
-      if (typeof payload === 'string') frames.received.push(JSON.parse(payload))
-      else frames.binaryReceived++
-    })
+    socket.on('framereceived', ({ payload }) => { if (typeof payload === 'string') frames.received.push(JSON.parse(payload)) })
   })
   return frames
 }
@@ -112,7 +109,10 @@ function recordErrors (page: Page): string[] {
   return errors
 }
 
-async function openPage (t: Test, proxy: TestProxy, microphone: string): Promise<{ page: Page, frames: Frames, errors: string[] } | undefined> {
+/** Chromium with a fake microphone playing a tone, on the page, probes installed; `prepare` runs before it loads. */
+async function openPage (t: Test, proxy: TestProxy, prepare?: (page: Page) => Promise<void>): Promise<{ page: Page, frames: Frames, errors: string[] } | undefined> {
+  const microphone = `${await tempDir(t, 'demo-mic-')}/tone.wav`
+  await writeToneWav(microphone)
   const browser = await launchBrowser(t, { fakeMicrophoneWav: microphone })
   if (browser === undefined) return undefined
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
@@ -120,6 +120,7 @@ async function openPage (t: Test, proxy: TestProxy, microphone: string): Promise
   await page.addInitScript({ path: AUDIO_PROBE })
   const frames = recordFrames(page)
   const errors = recordErrors(page)
+  await prepare?.(page)
   await page.goto(`${proxy.base}/`)
   await page.waitForSelector('body[data-ready="true"]')
   return { page, frames, errors }
@@ -130,15 +131,9 @@ async function screenshot (page: Page, name: string): Promise<void> {
   await page.screenshot({ path: new URL(name, ARTIFACTS).pathname, fullPage: true })
 }
 
-async function microphoneWav (t: Test): Promise<string> {
-  const path = `${await tempDir(t, 'demo-mic-')}/tone.wav`
-  await writeToneWav(path)
-  return path
-}
-
 t.test('a conversation on the simulator: greeting heard, typed turns, a tool call, barge-in', async (t) => {
   const proxy = await startProxy(t, { script: { audioChunks: 25 } })
-  const opened = await openPage(t, proxy, await microphoneWav(t))
+  const opened = await openPage(t, proxy)
   if (opened === undefined) return
   const { page, frames, errors } = opened
 
@@ -234,7 +229,7 @@ t.test('with PROXY_AUTH_TOKENS the page asks for a token and offers it as "token
   const proxy = await startProxy(t, { env: { PROXY_AUTH_TOKENS: 'demo-token-1' } })
   const offered: Array<string | undefined> = []
   proxy.proxy.app.server.prependListener('upgrade', (request) => offered.push(request.headers['sec-websocket-protocol']))
-  const opened = await openPage(t, proxy, await microphoneWav(t))
+  const opened = await openPage(t, proxy)
   if (opened === undefined) return
   const { page } = opened
 
@@ -268,14 +263,13 @@ t.test('a blocked microphone: the page says so and opens no session', async (t) 
   const proxy = await startProxy(t)
   const upgrades: string[] = []
   proxy.proxy.app.server.prependListener('upgrade', (request) => upgrades.push(request.url ?? ''))
-  const browser = await launchBrowser(t)
-  if (browser === undefined) return
-  const page = await browser.newPage()
-  await page.addInitScript(() => {
-    (globalThis as any).navigator.mediaDevices.getUserMedia = async () => { throw new (globalThis as any).DOMException('Permission denied', 'NotAllowedError') }
+  const opened = await openPage(t, proxy, async (page) => {
+    await page.addInitScript(() => {
+      (globalThis as any).navigator.mediaDevices.getUserMedia = async () => { throw new (globalThis as any).DOMException('Permission denied', 'NotAllowedError') }
+    })
   })
-  await page.goto(`${proxy.base}/`)
-  await page.waitForSelector('body[data-ready="true"]')
+  if (opened === undefined) return
+  const { page } = opened
   await page.click('#start')
   await waitForStatus(page, 'Could not start: the microphone is blocked or missing; allow it for this page, then start again.')
   await page.waitForSelector('#state[data-state="idle"]')
@@ -285,15 +279,9 @@ t.test('a blocked microphone: the page says so and opens no session', async (t) 
 
 t.test('AgentThinking and History as Deepgram sends them: states shown, no turn or call twice', async (t) => {
   const proxy = await startProxy(t)
-  const browser = await launchBrowser(t, { fakeMicrophoneWav: await microphoneWav(t) })
-  if (browser === undefined) return
-  const page = await browser.newPage()
-  page.setDefaultTimeout(15_000)
-  await page.addInitScript({ path: AUDIO_PROBE })
-  const errors = recordErrors(page)
   // The proxy does not send these yet: add them to the real stream the way Deepgram
   // does, History both before (user turns) and after (agent turns) its ConversationText.
-  await page.routeWebSocket((url) => url.pathname === CONVERSE_PATH, (socket) => {
+  const opened = await openPage(t, proxy, async (page) => await page.routeWebSocket((url) => url.pathname === CONVERSE_PATH, (socket) => {
     const server = socket.connectToServer()
     socket.onMessage((message) => {
       server.send(message)
@@ -312,9 +300,9 @@ t.test('AgentThinking and History as Deepgram sends them: states shown, no turn 
       socket.send(message)
       if (parsed.type === 'ConversationText' && parsed.role === 'assistant') socket.send(history)
     })
-  })
-  await page.goto(`${proxy.base}/`)
-  await page.waitForSelector('body[data-ready="true"]')
+  }))
+  if (opened === undefined) return
+  const { page, errors } = opened
   await page.click('#start')
   await page.waitForSelector('#state[data-state="listening"]')
   await waitForEntry(page, 'turn assistant', GREETING)
