@@ -222,6 +222,12 @@ t.test('a conversation on the simulator: greeting heard, typed turns, a tool cal
   await page.waitForSelector('#state[data-state="idle"]')
   await waitUntil(() => proxy.proxy.sessions.size === 0, 'the session to end on the server')
   t.equal(await page.textContent('#status'), '', 'a hang-up is no error')
+
+  // And a new conversation starts from the same page.
+  await page.click('#start')
+  await page.waitForSelector('#state[data-state="listening"]')
+  await waitForEntry(page, 'turn assistant', GREETING, 2)
+  t.equal(await page.locator('#transcript li.divider').count(), 1, 'the conversations are set apart')
   t.same(errors, [], 'no console errors')
 })
 
