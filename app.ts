@@ -1,6 +1,6 @@
 // Composes the product from its plugins: the realtime route and the admin API,
-// sharing one session registry and one metrics registry, plus the drain logic a
-// load balancer relies on.
+// sharing one session registry and one metrics registry, the talk-to-the-agent page
+// at `/`, plus the drain logic a load balancer relies on.
 
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController } from 'fastify'
@@ -14,7 +14,8 @@ import type { ProxyMetrics } from './lib/metrics.js'
 import { CloseCode, CloseReason, Refusals } from './lib/protocol/codes.js'
 import { SessionRegistry } from './lib/registry.js'
 import admin from './plugins/admin.js'
-import realtime, { refuseUpgrades } from './plugins/realtime.js'
+import demo from './plugins/demo.js'
+import realtime, { CONVERSE_PATH, refuseUpgrades } from './plugins/realtime.js'
 
 /** What a client still connected when the drain deadline passes sees. */
 export const DRAIN_CLOSE_CODE = CloseCode.serviceRestart
@@ -67,6 +68,12 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
     ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
     isReady: () => lifecycle === 'ready',
     isDraining: () => lifecycle === 'draining'
+  })
+  await app.register(demo, {
+    simulator: config.upstreamUrl === undefined,
+    authRequired: config.proxyAuthTokens.length > 0,
+    model: config.model,
+    conversePath: CONVERSE_PATH
   })
   await app.register(realtime, {
     upstreamUrl: options.upstreamUrl,
