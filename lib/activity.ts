@@ -8,6 +8,15 @@ import type { EventDirection, TimelineEvent, TypeCounts } from './registry.js'
 /** Timeline entries kept per session (newest last). */
 export const TIMELINE_SIZE = 200
 
+/**
+ * Distinct types counted per counter. Types come from the client and the upstream, so a
+ * peer inventing types could otherwise grow a session's counts (and every scrape of
+ * /metrics) without bound; beyond this many, they are counted as OTHER_TYPE, as the
+ * metrics do.
+ */
+export const MAX_COUNTED_TYPES = 128
+export const OTHER_TYPE = 'other'
+
 /** An audio stream of the timeline; `key` is the one its runs are keyed by (direction + type), built once. */
 export interface AudioStream { direction: EventDirection, type: string, key: string }
 
@@ -16,15 +25,21 @@ export function audioStream (direction: EventDirection, type: string): AudioStre
 }
 
 export class SessionActivity {
-  readonly upstreamSent: TypeCounts = {}
-  readonly upstreamReceived: TypeCounts = {}
-  readonly clientSent: TypeCounts = {}
-  readonly clientReceived: TypeCounts = {}
+  readonly upstreamSent = typeCounts()
+  readonly upstreamReceived = typeCounts()
+  readonly clientSent = typeCounts()
+  readonly clientReceived = typeCounts()
   readonly #timeline: TimelineEvent[] = []
   readonly #audioRun = new Map<string, TimelineEvent>()
 
   count (counts: TypeCounts, type: string): void {
-    counts[type] = (counts[type] ?? 0) + 1
+    const current = counts[type]
+    if (current !== undefined) {
+      counts[type] = current + 1
+      return
+    }
+    const key = Object.keys(counts).length < MAX_COUNTED_TYPES ? type : OTHER_TYPE
+    counts[key] = (counts[key] ?? 0) + 1
   }
 
   /**
@@ -69,6 +84,11 @@ export class SessionActivity {
   events (): TimelineEvent[] {
     return this.#timeline.map((event) => ({ ...event }))
   }
+}
+
+/** Keyed by outside data: no prototype, so `__proto__` or `constructor` is a type like any other. */
+function typeCounts (): TypeCounts {
+  return Object.create(null) as TypeCounts
 }
 
 let isoMs = 0
