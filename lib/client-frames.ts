@@ -40,17 +40,33 @@ export function decodeClientText (text: string): DecodedFrame {
   if (!isObject(message) || typeof message.type !== 'string') {
     return { type: 'invalid', recorded: true, action: unparsable('A message must be a JSON object with a string "type".') }
   }
+  const type = shownType(message.type)
   let action: ClientAction
   try {
-    action = decodeMessage(message.type, message)
+    action = decodeMessage(message.type, type, message)
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error
     action = { kind: 'reply', message: { type: 'Error', code: error.code, description: error.message } }
   }
-  return { type: message.type, recorded: true, action }
+  return { type, recorded: true, action }
 }
 
-function decodeMessage (type: string, message: Record<string, unknown>): ClientAction {
+/** Longest type shown (counted, recorded in the timeline, quoted back): every real one is far shorter. */
+const MAX_SHOWN_TYPE = 64
+
+/** An unknown type as the session keeps and logs it: cut, so that a client cannot make it keep a frame's worth per message. */
+function shownType (type: string): string {
+  if (type.length <= MAX_SHOWN_TYPE) return type
+  let characters = 0
+  let end = 0
+  for (const character of type) {
+    if (++characters > MAX_SHOWN_TYPE) return type.slice(0, end) + '…'
+    end += character.length
+  }
+  return type
+}
+
+function decodeMessage (type: string, shown: string, message: Record<string, unknown>): ClientAction {
   switch (type) {
     case 'Settings':
       return { kind: 'settings', plan: planSettings(message as SettingsMessage) }
@@ -85,7 +101,7 @@ function decodeMessage (type: string, message: Record<string, unknown>): ClientA
   if ((UNSUPPORTED_CLIENT_MESSAGE_TYPES as readonly string[]).includes(type)) {
     return { kind: 'reply', message: { type: 'Warning', code: WarningCode.unsupportedMessage, description: `${type} is not supported by this proxy and was ignored.` } }
   }
-  return unparsable(`Unknown message type "${type}". Known types: ${CLIENT_MESSAGE_TYPES.join(', ')}.`)
+  return unparsable(`Unknown message type "${shown}". Known types: ${CLIENT_MESSAGE_TYPES.join(', ')}.`)
 }
 
 function intent (value: Intent, warnings: ServerMessage[] = []): ClientAction {

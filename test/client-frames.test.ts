@@ -210,3 +210,16 @@ t.test('each client message type, well formed, is accepted as its kind and count
     t.equal(frame.action.kind, kind, frame.type)
   }
 })
+
+t.test('an unknown type is shown (counted, recorded, quoted) cut to 64 characters: a client cannot make the session keep or log a megabyte per message', async (t) => {
+  const long = 'A'.repeat(100_000)
+  const frame = decode({ type: long })
+  t.equal(frame.type, 'A'.repeat(64) + '…')
+  t.match(frame.action, { kind: 'reply', message: { type: 'Error', code: ErrorCode.unparsable } })
+  const description = frame.action.kind === 'reply' && frame.action.message.type === 'Error' ? frame.action.message.description : ''
+  t.ok(description.length < 400, `description of ${description.length} characters`)
+  t.ok(description.includes(`"${'A'.repeat(64)}…"`))
+  t.equal(decode({ type: 'B'.repeat(64) }).type, 'B'.repeat(64), '64 characters are kept whole')
+  t.equal(decode({ type: '😀'.repeat(40) }).type, '😀'.repeat(40), 'characters, not UTF-16 units, are counted')
+  t.equal(decode({ type: '😀'.repeat(100) }).type, '😀'.repeat(64) + '…', 'cut between characters, not inside one')
+})
