@@ -26,7 +26,7 @@ export interface TelemetryOptions {
   serviceVersion: string
   /** service.instance.id */
   instanceId: string
-  /** Default `process.env`. Reads the OTEL_* variables of INTERFACE.md. */
+  /** Default `process.env`. Reads the standard OTEL_* variables the README lists. */
   env?: Record<string, string | undefined>
   /** Where JSON lines go; stdout by default. */
   destination?: pino.DestinationStream

@@ -77,7 +77,7 @@ const MAX_APPEND_BYTES = 15 * 1024 * 1024
 const MIN_COMMIT_MS = 100
 const DEFAULT_TRANSCRIPT = 'Hello.'
 const TOKENS_PER_ITEM = 10
-// The events that only make sense in a configured session (PROTOCOL.md §3: nothing before session.updated).
+// The events that only make sense in a configured session (docs/protocol.md §3: nothing before session.updated).
 const NEEDS_SESSION = new Set(['input_audio_buffer.append', 'conversation.item.create', 'response.create'])
 
 export class Connection implements SimConnection {
@@ -304,7 +304,7 @@ export class Connection implements SimConnection {
         param: 'session.audio.output.voice'
       })
     }
-    // The real API applies it anyway; the proxy must not send it (PROTOCOL.md §4 rule 6).
+    // The real API applies it anyway; the proxy must not send it (docs/turn-engine.md rule 6).
     if (this.#responseSlot !== null) this.#violate('sessionUpdateDuringResponse')
     this.#session = next
     const session = structuredClone(next)
@@ -406,7 +406,7 @@ export class Connection implements SimConnection {
     const run = wanted === undefined || wanted === null
       ? this.#responseSlot
       : [...this.#running].find((candidate) => candidate.id === wanted)
-    // A response whose response.created is not out yet cannot be cancelled: PROTOCOL.md §4 rule 7.
+    // A response whose response.created is not out yet cannot be cancelled: docs/turn-engine.md rule 7.
     if (!run?.created) {
       return this.#fail(clientEventId, { code: 'response_cancel_not_active', message: 'Cancellation failed: no active response found' })
     }
