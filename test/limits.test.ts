@@ -49,7 +49,7 @@ t.test('the table itself: unique names, the variable is the option in capitals, 
     t.equal(LIMIT_DEFAULTS[limit.option as keyof typeof LIMIT_DEFAULTS], limit.default)
   }
   t.same(PLUGIN_LIMITS.map((r) => r.option), LIMITS.filter((r) => r.scope === 'plugin').map((r) => r.option))
-  t.notOk(PLUGIN_LIMITS.some((r) => r.option === 'drainTimeoutMs'), 'the drain is the server\'s, not a plugin option')
+  t.notOk((PLUGIN_LIMITS as readonly LimitSpec[]).some((r) => r.option === 'drainTimeoutMs'), 'the drain is the server\'s, not a plugin option')
   t.ok(LIMITS.some((r) => r.env === 'MAX_HELD_MESSAGES'), 'the held-message bound is a limit like the others')
 })
 

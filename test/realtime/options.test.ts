@@ -6,6 +6,7 @@ import Fastify from 'fastify'
 import t from 'tap'
 import type { Test } from 'tap'
 import { PLUGIN_LIMITS } from '../../lib/limits.js'
+import type { LimitSpec } from '../../lib/limits.js'
 import { createMetrics } from '../../lib/metrics.js'
 import { SessionRegistry } from '../../lib/registry.js'
 import realtime from '../../plugins/realtime.js'
@@ -60,7 +61,7 @@ t.test('upstreamUrl: required, ws:// or wss://', async (t) => {
 })
 
 t.test('every limit: out of bounds, not an integer or not a number names the option, its bounds and unit', async (t) => {
-  for (const row of PLUGIN_LIMITS) {
+  for (const row of PLUGIN_LIMITS as readonly LimitSpec[]) {
     const off = row.zeroIsOff === true ? ', 0 = off' : ''
     const expected = `\`${row.option}\` as an integer from ${row.min} to ${row.max} (${row.unit}${off}; `
     for (const value of [row.min - 1, row.max + 1, row.min + 0.5, String(row.default), Number.NaN, null]) {
