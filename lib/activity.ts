@@ -18,7 +18,7 @@ export const MAX_COUNTED_TYPES = 128
 export const OTHER_TYPE = 'other'
 
 /** An audio stream of the timeline; `key` is the one its runs are keyed by (direction + type), built once. */
-export interface AudioStream { direction: EventDirection, type: string, key: string }
+interface AudioStream { direction: EventDirection, type: string, key: string }
 
 export function audioStream (direction: EventDirection, type: string): AudioStream {
   return { direction, type, key: direction + type }

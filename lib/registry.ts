@@ -4,7 +4,7 @@
 
 import type { EnginePhase } from './engine/engine.js'
 
-export type SessionPhase = EnginePhase
+type SessionPhase = EnginePhase
 export type UpstreamState = 'connecting' | 'open' | 'closed'
 export type EventDirection = 'client->proxy' | 'proxy->upstream' | 'upstream->proxy' | 'proxy->client'
 

@@ -7,7 +7,6 @@ export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
   policy: 1008,
-  tooBig: 1009,
   internal: 1011,
   serviceRestart: 1012,
   tryAgainLater: 1013
