@@ -1,4 +1,4 @@
-// `npm start`: the standalone server. Reads the environment (INTERFACE.md), starts
+// `npm start`: the standalone server. Reads the environment (README, Configuration), starts
 // the embedded Realtime simulator when neither OPENAI_API_KEY nor
 // OPENAI_REALTIME_URL is set, listens, and drains gracefully on SIGTERM/SIGINT.
 

@@ -9,7 +9,7 @@ import type { EventDirection, TimelineEvent, TypeCounts } from './registry.js'
 export const TIMELINE_SIZE = 200
 
 /** An audio stream of the timeline; `key` is the one its runs are keyed by (direction + type), built once. */
-export interface AudioStream { direction: EventDirection, type: string, key: string }
+interface AudioStream { direction: EventDirection, type: string, key: string }
 
 export function audioStream (direction: EventDirection, type: string): AudioStream {
   return { direction, type, key: direction + type }
@@ -24,6 +24,7 @@ export class SessionActivity {
   readonly #timeline: TimelineEvent[] = []
   readonly #audioRun = new Map<string, TimelineEvent>()
 
+  /** Counts one message; callers pass known types only (others as `unknown`), so the keys stay bounded. */
   count (counts: TypeCounts, type: string): void {
     counts[type] = (counts[type] ?? 0) + 1
   }

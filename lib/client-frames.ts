@@ -99,8 +99,10 @@ function decodeMessage (type: string, message: Record<string, unknown>): ClientA
     case 'UpdatePrompt':
       if (typeof message.prompt !== 'string') return badField('UpdatePrompt', 'prompt', 'a string')
       return intent({ type: 'configure', fields: {}, ack: 'PromptUpdated', appendInstructions: message.prompt })
-    case 'UpdateSpeak':
-      return intent({ type: 'configure', fields: speakFields(message.speak), ack: 'SpeakUpdated' })
+    case 'UpdateSpeak': {
+      const { fields, warnings } = speakFields(message.speak)
+      return intent({ type: 'configure', fields, ack: 'SpeakUpdated' }, warnings)
+    }
     case 'UpdateThink': {
       const { fields, warnings } = thinkFields(message.think)
       return intent({ type: 'configure', fields, ack: 'ThinkUpdated' }, warnings)

@@ -27,7 +27,7 @@ type Env = Record<string, string | undefined>
 export function loadConfig (env: Env = process.env): ProxyConfig {
   const model = nonEmpty(env.OPENAI_REALTIME_MODEL) ?? DEFAULT_MODEL
   const openaiApiKey = nonEmpty(env.OPENAI_API_KEY)
-  const explicitUrl = nonEmpty(env.OPENAI_REALTIME_URL)
+  const explicitUrl = realtimeUrl(env.OPENAI_REALTIME_URL)
   const baseUrl = explicitUrl ?? (openaiApiKey !== undefined ? DEFAULT_REALTIME_URL : undefined)
   return {
     port: port(env.PORT),
@@ -37,7 +37,7 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     model,
     adminToken: nonEmpty(env.ADMIN_TOKEN),
     proxyAuthTokens: list(env.PROXY_AUTH_TOKENS),
-    logLevel: nonEmpty(env.LOG_LEVEL) ?? 'info',
+    logLevel: logLevel(env.LOG_LEVEL),
     allowedOrigins: list(env.ALLOWED_ORIGINS),
     ...limitsFromEnv(env)
   }
@@ -57,6 +57,26 @@ function nonEmpty (value: string | undefined): string | undefined {
 
 function list (value: string | undefined): string[] {
   return (value ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')
+}
+
+/** Not echoed when wrong: a URL can carry a secret in its query. */
+function realtimeUrl (raw: string | undefined): string | undefined {
+  const text = nonEmpty(raw)
+  if (text === undefined) return undefined
+  if (!URL.canParse(text) || !/^wss?:$/.test(new URL(text).protocol)) {
+    throw new Error(`OPENAI_REALTIME_URL must be a ws:// or wss:// URL, such as ${DEFAULT_REALTIME_URL}`)
+  }
+  return text
+}
+
+/** pino's levels: any other value would stop pino with a message that does not name the variable. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+function logLevel (raw: string | undefined): string {
+  const text = nonEmpty(raw)
+  if (text === undefined) return 'info'
+  if (!LOG_LEVELS.includes(text)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${text}"`)
+  return text
 }
 
 function port (raw: string | undefined): number {

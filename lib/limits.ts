@@ -247,11 +247,11 @@ export const LIMITS = [
 ] as const satisfies readonly LimitSpec[]
 
 type Row = typeof LIMITS[number]
-export type LimitName = Row['option']
+type LimitName = Row['option']
 /** Every limit, as numbers. */
 export type Limits = { [K in LimitName]: number }
 /** The limits the realtime plugin takes as options. */
-export type PluginLimitName = Extract<Row, { scope: 'plugin' }>['option']
+type PluginLimitName = Extract<Row, { scope: 'plugin' }>['option']
 export type PluginLimits = { [K in PluginLimitName]: number }
 
 export const LIMIT_DEFAULTS: Limits = Object.fromEntries(LIMITS.map((row) => [row.option, row.default])) as Limits

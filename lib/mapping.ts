@@ -71,11 +71,14 @@ export function thinkFields (think: unknown): { fields: SessionFields, warnings:
   return { fields, warnings }
 }
 
-/** UpdateSpeak: the voice. A provider that names no OpenAI voice keeps the current one. */
-export function speakFields (speak: unknown): SessionFields {
-  if (!isObject(speak)) throw new SettingsError(ErrorCode.unparsable, 'UpdateSpeak needs a "speak" object.')
-  const voice = speakVoice(speak as SpeakSettings)
-  return voice === undefined ? {} : { voice }
+/** UpdateSpeak: the voice. A provider that names no OpenAI voice keeps the current one; a list, as in Settings, uses its first. */
+export function speakFields (speak: unknown): { fields: SessionFields, warnings: ServerMessage[] } {
+  const warnings: ServerMessage[] = []
+  if (firstProvider(speak as SpeakSettings | SpeakSettings[], undefined, 'speak') === undefined) {
+    throw new SettingsError(ErrorCode.unparsable, 'UpdateSpeak needs a "speak" object.')
+  }
+  const voice = speakVoice(speak as SpeakSettings | SpeakSettings[], warnings)
+  return { fields: voice === undefined ? {} : { voice }, warnings }
 }
 
 function audioFormat (spec: unknown, direction: 'input' | 'output'): ReturnType<typeof toOpenAIFormat> {

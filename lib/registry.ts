@@ -1,10 +1,10 @@
 // The live-session registry shared by the realtime route (which adds and removes
 // sessions) and the admin API (which reads and closes them). Field names here are
-// the public contract of INTERFACE.md: ConnectionSummary / ConnectionDetail.
+// public contract of `/connections` (openapi.yaml): ConnectionSummary / ConnectionDetail.
 
 import type { EnginePhase } from './engine/engine.js'
 
-export type SessionPhase = EnginePhase
+type SessionPhase = EnginePhase
 export type UpstreamState = 'connecting' | 'open' | 'closed'
 export type EventDirection = 'client->proxy' | 'proxy->upstream' | 'upstream->proxy' | 'proxy->client'
 

@@ -26,7 +26,7 @@ export interface TelemetryOptions {
   serviceVersion: string
   /** service.instance.id */
   instanceId: string
-  /** Default `process.env`. Reads the OTEL_* variables of INTERFACE.md. */
+  /** Default `process.env`. Reads the standard OTEL_* variables the README lists. */
   env?: Record<string, string | undefined>
   /** Where JSON lines go; stdout by default. */
   destination?: pino.DestinationStream
@@ -34,7 +34,7 @@ export interface TelemetryOptions {
   flushTimeoutMs?: number
 }
 
-export interface Telemetry {
+interface Telemetry {
   /** Pass to Fastify as `loggerInstance`. */
   readonly logger: pino.Logger
   /** True when an OTLP endpoint is configured. */
@@ -45,7 +45,7 @@ export interface Telemetry {
   shutdown (): Promise<void>
 }
 
-export interface TraceContext { traceId: string, spanId: string, traceFlags: number }
+interface TraceContext { traceId: string, spanId: string, traceFlags: number }
 
 /** Field names that hold secrets: redacted in JSON lines, never exported as attributes. */
 const SECRET_FIELDS = ['authorization', 'apiKey', 'openaiApiKey', 'adminToken', 'proxyAuthTokens', 'token', 'password', 'secret']

@@ -13,7 +13,8 @@
 // cannot prevent: counted apart, and it must recover); the engine never throws; every
 // response.create has a reason (greeting, acknowledged user message, agent message,
 // answered calls of an ended response, or the retry of a conflict); FunctionCallResponse
-// is forwarded once or warned about; at most one bare request waits (rule 3); with nothing
+// is forwarded once or warned about; at most one bare request waits (docs/turn-engine.md
+// rule 3); with nothing
 // on the wire, the engine's slot matches the upstream's. Once drained: nothing pending,
 // every wanted response created, every configuration change answered, in order.
 //

@@ -1,5 +1,5 @@
-// Example-based tests of the turn engine (PROTOCOL.md §4), one group per rule, plus the
-// incidents in /work/shared/seeds. Pure: no sockets, no clock. Upstream events are
+// Example-based tests of the turn engine, one group per rule of docs/turn-engine.md,
+// plus earlier proxies' incidents. Pure: no sockets, no clock. Upstream events are
 // shaped like OpenAI Realtime GA server events.
 
 import t from 'tap'

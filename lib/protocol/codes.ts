@@ -7,7 +7,6 @@ export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
   policy: 1008,
-  tooBig: 1009,
   internal: 1011,
   serviceRestart: 1012,
   tryAgainLater: 1013
@@ -30,9 +29,21 @@ export const CLOSE_HANDSHAKE_TIMEOUT_MS = 5000
 /** ws (8.23+) reads `closeTimeout` from its options; @types/ws 8.18 does not list it yet. */
 export const CLOSE_TIMEOUT_OPTION: object = { closeTimeout: CLOSE_HANDSHAKE_TIMEOUT_MS }
 
-/** WebSocket close reasons are at most 123 bytes. */
+/** A close frame's reason is at most this many bytes of UTF-8 (ws throws beyond it). */
+const MAX_REASON_BYTES = 123
+
+/** Cuts a close reason to fit, never inside a character: a cut character decodes as U+FFFD (3 bytes) and can overflow the frame. */
 export function truncateReason (reason: string): string {
-  return Buffer.byteLength(reason) <= 123 ? reason : Buffer.from(reason).subarray(0, 120).toString() + '...'
+  if (Buffer.byteLength(reason) <= MAX_REASON_BYTES) return reason
+  const budget = MAX_REASON_BYTES - '...'.length
+  let bytes = 0
+  let end = 0
+  for (const char of reason) {
+    bytes += Buffer.byteLength(char)
+    if (bytes > budget) break
+    end += char.length
+  }
+  return reason.slice(0, end) + '...'
 }
 
 /** An upgrade refused before any WebSocket exists: HTTP status, body code and message, metric reason. */

@@ -13,7 +13,6 @@ export const CLIENT_MESSAGE_TYPES = [
   'FunctionCallResponse',
   'KeepAlive'
 ] as const
-export type ClientMessageType = typeof CLIENT_MESSAGE_TYPES[number]
 
 /** Known to Deepgram but not served by this proxy: answered with a Warning. */
 export const UNSUPPORTED_CLIENT_MESSAGE_TYPES = ['AgentKeepAlive', 'UpdateInstructions', 'Close'] as const

@@ -22,7 +22,14 @@ export function obj (value: unknown, key: string): Record<string, unknown> | und
 /** Longest piece of outside text (a message type, an id) echoed in a message or a log line. */
 export const ECHO_CHARS = 64
 
-/** Outside text made safe to echo: JSON-quoted (no control characters) and cut to ECHO_CHARS. */
+/** Outside text made safe to echo: JSON-quoted (no control characters) and cut to ECHO_CHARS characters, between characters. */
 export function quoted (text: string): string {
-  return JSON.stringify(text.length > ECHO_CHARS ? `${text.slice(0, ECHO_CHARS)}…` : text)
+  if (text.length <= ECHO_CHARS) return JSON.stringify(text)
+  let characters = 0
+  let end = 0
+  for (const character of text) {
+    if (++characters > ECHO_CHARS) return JSON.stringify(`${text.slice(0, end)}…`)
+    end += character.length
+  }
+  return JSON.stringify(text)
 }

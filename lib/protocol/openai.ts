@@ -78,7 +78,7 @@ export interface Transcription {
   language?: string
 }
 
-export interface TurnDetection {
+interface TurnDetection {
   type: 'server_vad' | 'semantic_vad'
   create_response: boolean
   interrupt_response: boolean

@@ -88,7 +88,7 @@ const MAX_DURATION_REASON = 'Your session hit the maximum duration of 60 minutes
 const MAX_TIMER_MS = 2 ** 31 - 1
 // Server VAD without silence_duration_ms (semantic_vad) ends a turn after this much quiet.
 const DEFAULT_SILENCE_MS = 500
-// The events that only make sense in a configured session (PROTOCOL.md §3: nothing before session.updated).
+// The events that only make sense in a configured session (docs/protocol.md: nothing before session.updated).
 const NEEDS_SESSION = new Set(['input_audio_buffer.append', 'conversation.item.create', 'response.create'])
 
 export class Connection implements SimConnection {
@@ -303,7 +303,7 @@ export class Connection implements SimConnection {
         param: null
       })
     }
-    // The real API applies it anyway; the proxy must not send it (PROTOCOL.md §4 rule 6).
+    // The real API applies it anyway; the proxy must not send it (docs/turn-engine.md rule 6).
     if (this.#responseSlot !== null) this.#violate('sessionUpdateDuringResponse')
     this.#session = next
     const session = structuredClone(next)
@@ -460,7 +460,7 @@ export class Connection implements SimConnection {
     const run = wanted === undefined || wanted === null
       ? this.#responseSlot
       : [...this.#running].find((candidate) => candidate.id === wanted)
-    // A response whose response.created is not out yet cannot be cancelled: PROTOCOL.md §4 rule 7.
+    // A response whose response.created is not out yet cannot be cancelled: docs/turn-engine.md rule 7.
     if (!run?.created) {
       return this.#fail(clientEventId, { code: 'response_cancel_not_active', message: 'Cancellation failed: no active response found' })
     }

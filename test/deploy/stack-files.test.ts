@@ -1,7 +1,7 @@
 // Issue 7: the image and the compose stack cannot be built or started here (no
 // Docker engine), so their files are held to what the rest of the repo says: the
 // Dockerfile builds and runs with the commands CI and package.json use, the compose
-// environment uses only variables the code reads (INTERFACE.md's names), and every
+// environment uses only variables the code reads (the README's names), and every
 // config file, port and template variable the services refer to exists and agrees.
 
 import { existsSync, readFileSync } from 'node:fs'
@@ -14,7 +14,7 @@ import { NGINX_TEMPLATE, REPO } from '../fixtures/deploy-stack.js'
 const DOCKER = join(REPO, 'docker')
 const read = (path: string): string => readFileSync(join(REPO, path), 'utf8')
 
-/** INTERFACE.md's environment table (the OTEL_* row aside). */
+/** The README's Configuration table (the OTEL_* row aside): names fixed by the contract. */
 const INTERFACE_VARIABLES = ['PORT', 'HOST', 'OPENAI_API_KEY', 'OPENAI_REALTIME_URL', 'OPENAI_REALTIME_MODEL', 'ADMIN_TOKEN', 'PROXY_AUTH_TOKENS', 'LOG_LEVEL']
 const SECRETS = ['OPENAI_API_KEY', 'ADMIN_TOKEN', 'PROXY_AUTH_TOKENS']
 /** server.ts gives the drain this much beyond DRAIN_TIMEOUT_MS before close-with-grace gives up. */
@@ -107,7 +107,7 @@ t.test('Dockerfile: multi-stage build and run with the commands CI and package.j
 
 t.test('compose: the proxies use only variables the code reads, secrets from the environment', async (t) => {
   const known = variablesTheCodeReads()
-  for (const name of INTERFACE_VARIABLES) t.ok(known.has(name), `the code reads ${name} (INTERFACE.md)`)
+  for (const name of INTERFACE_VARIABLES) t.ok(known.has(name), `the code reads ${name} (README, Configuration)`)
   const deploy = read('README.md')
 
   for (const name of ['proxy-1', 'proxy-2']) {

@@ -1,5 +1,5 @@
-// Issue #5, part 4: client auth with PROXY_AUTH_TOKENS in the three forms of
-// INTERFACE.md (the subprotocol scheme selected, never the secret), 401 at the upgrade
+// Issue #5, part 4: client auth with PROXY_AUTH_TOKENS in the three forms the README
+// lists (the subprotocol scheme selected, never the secret), 401 at the upgrade
 // otherwise, the optional Origin allow-list, and secrets that never show up in logs,
 // OTel records, /connections, metrics, error messages or close reasons. The app here
 // logs through the real telemetry setup (redaction included), not a test logger.

@@ -1,8 +1,8 @@
 // Issue #5, part 5: graceful drain, on the real server process with a real SIGTERM.
-// /readyz turns 503 at once; new upgrades get 503 (answered and their sockets closed,
-// or close() would hang: STACK.md); a session in the middle of a response finishes
-// that turn; then every client is closed with 1012 and a reason; OTel logs are
-// flushed; the exit code is 0. And in-process: app.close() closes clients with 1001
+// /readyz turns 503 at once; new upgrades get 503 (answered and their sockets closed:
+// Fastify would keep them open and close() would wait for them); a session in the
+// middle of a response finishes that turn; then every client is closed with 1012 and
+// a reason; OTel logs are flushed; the exit code is 0. And in-process: app.close() closes clients with 1001
 // and a reason, not the 1005 @fastify/websocket sends by default.
 
 import { connect } from 'node:net'

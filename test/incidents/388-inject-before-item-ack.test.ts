@@ -1,6 +1,6 @@
-// Incident #388: the proxy sent `response.create` right after the injected user
-// item's `conversation.item.create`, before the upstream acknowledged the item.
-// Rule (PROTOCOL.md §4.5): the create waits for `conversation.item.added`/`.done`
+// Incident (an earlier proxy, its issue #388): it sent `response.create` right after the
+// injected user item's `conversation.item.create`, before the upstream acknowledged the
+// item. docs/turn-engine.md rule 5: the create waits for `conversation.item.added`/`.done`
 // of the item id the proxy gave it.
 
 import t from 'tap'

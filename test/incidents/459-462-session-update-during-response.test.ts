@@ -1,7 +1,7 @@
-// Incidents #459 and #462: `session.update` sent while a response was active. The
-// first proxy forwarded every Settings at once (#459); its fix freed the flag on the
-// first of `output_audio.done` / `output_text.done` and still sent the update before
-// `response.done` (#462). Rule (PROTOCOL.md §4.1, §4.6): a response is active until
+// Incidents (an earlier proxy, its issues #459 and #462): `session.update` sent while a
+// response was active. That proxy forwarded every Settings at once (#459); its fix
+// freed the flag on the first of `output_audio.done` / `output_text.done` and still
+// sent the update before `response.done` (#462). docs/turn-engine.md rules 1 and 6: a response is active until
 // its `response.done`; changes queue, merge, go out once the slot frees, and every
 // change gets its acknowledgement.
 

@@ -1,8 +1,9 @@
-// Incident #470: the client answered a FunctionCallRequest before the response that
-// asked for it was done, and the proxy sent `function_call_output` + `response.create`
-// together: `conversation_already_has_active_response`. Rule (PROTOCOL.md §4.4): the
-// output is forwarded at once (legal mid-response); the single follow-up
-// `response.create` waits for the originating response's `response.done`.
+// Incident (an earlier proxy, its issue #470): the client answered a
+// FunctionCallRequest before the response that asked for it was done, and the proxy
+// sent `function_call_output` + `response.create` together:
+// `conversation_already_has_active_response`. docs/turn-engine.md rule 4: the output
+// is forwarded at once (legal mid-response); the single follow-up `response.create`
+// waits for the originating response's `response.done`.
 
 import t from 'tap'
 import { emptyViolations } from '../../lib/simulator/script.js'

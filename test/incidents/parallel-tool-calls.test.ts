@@ -1,6 +1,6 @@
 // Incident (native client): two tool calls of one response completed almost
 // together; each completion checked "response in progress?", both saw false and
-// both sent `response.create`. Rule (PROTOCOL.md §4.3, §4.4): one follow-up per
+// both sent `response.create`. docs/turn-engine.md rules 3 and 4: one follow-up per
 // response, after its `response.done` and after every call it carried is
 // answered; a call answered twice is answered once (a Warning, nothing forwarded).
 

@@ -1,6 +1,6 @@
 // Incident: after a function output the upstream never started (or never ended)
 // the follow-up response, and the proxy waited forever with the slot taken: every
-// later request of the session queued behind it, silently. Rule (PROTOCOL.md §4.10):
+// later request of the session queued behind it, silently. docs/turn-engine.md rule 10:
 // watchdogs: no `response.created` in time, or a response that never ends, is
 // logged and recovered, never a silent hang.
 

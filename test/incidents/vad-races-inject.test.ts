@@ -1,6 +1,6 @@
 // Incident: server VAD created a response on its own (it needs no response.create)
 // while an InjectUserMessage was pending, and the proxy's own response.create
-// collided with it. Rule (PROTOCOL.md §4.1, §4.2): a `response.created` we did not
+// collided with it. docs/turn-engine.md rules 1 and 2: a `response.created` we did not
 // ask for occupies the slot too; a create rejected with
 // `conversation_already_has_active_response` frees nothing, is retried after that
 // response's `response.done`, and the client still gets its answer.

@@ -1,4 +1,4 @@
-// PROTOCOL.md §2 binary row and §3 audio rows: client audio → input_audio_buffer.append
+// docs/protocol.md §4 and the audio rows of §2 and §3: client audio → input_audio_buffer.append
 // and agent audio → binary frames, per format, on real sockets. The simulator's
 // `echoAudio` mode sends every append back as agent audio, so a byte-exact round trip
 // proves both legs carried the bytes unchanged.

@@ -1,4 +1,4 @@
-// PROTOCOL.md §3, the error rows: upstream `error` events and upstream closes, on
+// docs/protocol.md §3, the error rows: upstream `error` events and upstream closes, on
 // real sockets. An upstream error's message text never reaches the client (it can
 // carry internals); its structured code does.
 

@@ -1,4 +1,4 @@
-// PROTOCOL.md §2, conversation rows: injected messages, the greeting, context,
+// docs/protocol.md §2, conversation rows: injected messages, the greeting, context,
 // function calls, KeepAlive and messages the proxy cannot parse.
 
 import t, { type Test } from 'tap'

@@ -1,4 +1,4 @@
-// PROTOCOL.md §2, configuration rows: Welcome, Settings, the Update* messages and
+// docs/protocol.md §2, configuration rows: Welcome, Settings, the Update* messages and
 // unsupported audio formats, on real sockets through the proxy to the simulator.
 
 import t, { type Test } from 'tap'

@@ -1,4 +1,4 @@
-// PROTOCOL.md §3: what each upstream event becomes for the client, on real sockets.
+// docs/protocol.md §3: what each upstream event becomes for the client, on real sockets.
 // Some events are injected raw with `conn.send` to reach orders the simulator's own
 // model never produces (audio racing a barge-in, an item.done before its transcript).
 
