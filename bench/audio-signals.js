@@ -13,6 +13,8 @@ const TWO_PI = 2 * Math.PI
 /** The passband's top and the out-of-band content's bottom, as fractions of the lower Nyquist. */
 export const PASSBAND = 0.9
 export const STOPBAND = 1.1
+/** Where resamplers that roll off in the top of the passband are still flat. */
+export const FLAT = 0.85
 /** Sine level for tone sweeps: −6 dBFS. */
 const TONE_AMPLITUDE = 16384
 /** Start-up and end transients left out of every measurement. */
@@ -234,7 +236,7 @@ export function speechPair (from, to, seconds, seed = 1) {
  * samples (24 → 44.1 kHz). The whole-sample delay (up to `maxDelay`) that correlates
  * best, then Gauss–Newton steps on the fraction with the ideal's slope.
  */
-export function snrDb (output, pair, rate, maxDelay = 64) {
+export function snrDb (output, pair, rate, maxDelay) {
   const out = fromPcm16(output)
   const edge = Math.round(EDGE_SECONDS * rate) + maxDelay
   const end = Math.min(out.length, Math.round(rate * pair.seconds)) - edge
@@ -332,14 +334,15 @@ export function levelDb (output, rate) {
 /**
  * The quality figures of one stateful conversion `convert(frame) → output` (PCM16 in,
  * PCM16 out), made fresh by `make()` for each signal and fed in `frameMs` frames:
- *   snr        the speech-like signal against its ideal, dB
+ *   snr        the speech-like signal against its ideal, dB (and `delay`, in output samples)
  *   rippleDb   the largest deviation from 0 dB of tones up to PASSBAND × the lower Nyquist
+ *              (each one's gain in `gains`: { hz, db }); `flatDb` the same up to FLAT ×
  *   spurDb     the worst level of anything but the tone in the output of those tones
  *              (images when upsampling, aliases when downsampling), dB below the tone
  *   aliasDb    downsampling only: the worst level in the output of tones from STOPBAND ×
  *              the target's Nyquist up to 0.95 × the source's, dB below the tone
  */
-export function measureQuality (make, from, to, { seconds = 1, toneSeconds = 0.25, frameMs = 20, tones = 24, maxDelay = 64 } = {}) {
+export function measureQuality (make, from, to, { seconds = 1, toneSeconds = 0.25, frameMs = 20, tones = 24, maxDelay = 300 } = {}) {
   const run = (pcm) => {
     const convert = make()
     const frame = Math.round(from * frameMs / 1000) * 2
@@ -351,15 +354,18 @@ export function measureQuality (make, from, to, { seconds = 1, toneSeconds = 0.2
   const pair = speechPair(from, to, seconds)
   const { snr, delay } = snrDb(run(pair.source), pair, to, maxDelay)
 
-  let rippleDb = 0
+  const gains = []
   let spurDb = -Infinity
   for (let i = 0; i < tones; i++) {
     // Spread over the passband, off any simple ratio to the rates.
-    const hz = 100 + (PASSBAND * nyquist - 100) * i / (tones - 1) + 0.37
+    const hz = 100 + (PASSBAND * nyquist - 100) * i / (tones - 1) - 0.37
     const fit = fitTone(run(tone(from, hz, toneSeconds)), to, hz)
-    rippleDb = Math.max(rippleDb, Math.abs(fit.gainDb))
+    gains.push({ hz, db: fit.gainDb })
     spurDb = Math.max(spurDb, fit.residualDb)
   }
+  const deviation = (list) => Math.max(...list.map(({ db }) => Math.abs(db)))
+  const rippleDb = deviation(gains)
+  const flatDb = deviation(gains.filter(({ hz }) => hz <= FLAT * nyquist))
   let aliasDb = null
   if (from > to) {
     aliasDb = -Infinity
@@ -368,5 +374,5 @@ export function measureQuality (make, from, to, { seconds = 1, toneSeconds = 0.2
       aliasDb = Math.max(aliasDb, levelDb(run(tone(from, hz, toneSeconds)), to))
     }
   }
-  return { snr, delay, rippleDb, spurDb, aliasDb }
+  return { snr, delay, rippleDb, flatDb, gains, spurDb, aliasDb }
 }

@@ -20,10 +20,11 @@
 // change should that prove to be Deepgram's behaviour. A missing, null or empty field
 // takes its default; G.711 without a sample_rate means 8000 Hz.
 //
-// Resampling is a streaming polyphase windowed-sinc filter with an exact rational
-// phase (no drift over any stream length), stateful across frames, so output does not
-// depend on how the input was split into frames: no clicks at frame edges.
+// Resampling is SpeexDSP's resampler in WebAssembly (see Pcm16Resampler): streaming,
+// stateful across frames, so output does not depend on how the input was split into
+// frames.
 
+import createSpeexModule from '@echogarden/speex-resampler-wasm/simd'
 import { ErrorCode } from './protocol/deepgram.js'
 
 export type OpenAIAudioFormat = { type: 'audio/pcm', rate: 24000 } | { type: 'audio/pcmu' } | { type: 'audio/pcma' }
@@ -97,9 +98,8 @@ export class InputAudioConverter {
   push (chunk: Buffer): string {
     const resampler = this.#resampler
     if (resampler !== undefined) {
-      const out = this.#scratchOf(resampler.outputBytes(chunk.length))
-      const bytes = resampler.process(chunk, out)
-      return bytes === 0 ? '' : out.toString('base64', 0, bytes)
+      const bytes = resampler.fromBytes(chunk)
+      return bytes === 0 ? '' : heap().toString('base64', scratch.output, scratch.output + bytes)
     }
     if (!this.#pcm16) return chunk.toString('base64')
     return this.#passthroughPcm16(chunk)
@@ -134,8 +134,6 @@ export class OutputAudioConverter {
   readonly #resampler: Pcm16Resampler | undefined
   /** The unpaired last byte of an upstream delta (24 kHz passthrough), or -1. */
   #oddByte = -1
-  /** Decoded upstream PCM waiting to be resampled; reused across deltas. */
-  #decoded: Buffer = Buffer.alloc(0)
 
   constructor (client: ClientAudioFormat) {
     const { encoding, sampleRate } = checkClientFormat(client, 'output')
@@ -148,12 +146,9 @@ export class OutputAudioConverter {
   push (base64Delta: string): Buffer {
     const resampler = this.#resampler
     if (resampler !== undefined) {
-      const capacity = base64DecodedCapacity(base64Delta.length)
-      if (this.#decoded.length < capacity) this.#decoded = growScratch(this.#decoded, capacity)
-      const decodedBytes = this.#decoded.write(base64Delta, 0, 'base64')
-      const input = this.#decoded.subarray(0, decodedBytes)
-      const out = Buffer.allocUnsafe(resampler.outputBytes(decodedBytes))
-      resampler.process(input, out)
+      const bytes = resampler.fromBase64(base64Delta)
+      const out = Buffer.allocUnsafe(bytes)
+      heap().copy(out, 0, scratch.output, scratch.output + bytes)
       return out
     }
     if (!this.#pcm16) return Buffer.from(base64Delta, 'base64')
@@ -183,199 +178,122 @@ export class OutputAudioConverter {
 }
 
 /**
- * Streaming PCM16 LE mono resampler: a polyphase windowed-sinc FIR. Output sample n
- * lies at input time n × from/to, tracked as an exact fraction (`phase` / `up` of an
- * input sample), so there is no drift over any stream length; it is the weighted sum
- * of the `taps` input samples around that time, with the weights of its phase
- * precomputed (see `kernelFor`). The same sums in the same order whatever the framing:
- * output does not depend on how the input was split into frames.
+ * Streaming PCM16 LE mono resampler: SpeexDSP's (xiph.org), a polyphase windowed-sinc
+ * filter, compiled to WebAssembly with SIMD (@echogarden/speex-resampler-wasm). Its
+ * phase is exact integer arithmetic, so there is no drift over any stream length, and
+ * its output does not depend on how the input was split into frames: no clicks at
+ * frame edges. The filter's delay (at QUALITY: 1.3 ms between 48 and 24 kHz, 2 ms
+ * between 16 and 24 kHz, 4 ms between 8 and 24 kHz) comes out as silence in front
+ * rather than as output held back: a stream of S input samples gives exactly
+ * ⌈S × to/from⌉ output samples, so every 20 ms frame in gives 20 ms out (± one sample).
  *
- * The filter's look-ahead is paid as a constant delay of half the filter (under 1 ms
- * in and out of 24 kHz for 16 and 48 kHz clients, 2 ms from 24 to 8 kHz) rather than
- * by holding output back: an output sample is written as soon as the input sample at
- * its time has arrived, so every frame in gives the frame's duration out (± one sample)
- * and a stream of S input samples gives exactly ⌈S × to/from⌉.
+ * One WebAssembly module serves the process; each resampler owns a state in its memory
+ * (a few KB), freed when the resampler is garbage-collected. Frames pass through one
+ * scratch area there: client bytes (or a decoded base64 delta) are written straight
+ * into it, and the output is read straight out of it.
  */
 class Pcm16Resampler {
-  /** Output rate / gcd: input-sample positions are counted in 1/up steps. */
-  readonly #up: number
-  /** Input rate / gcd: how far one output sample advances, in 1/up steps. */
-  readonly #down: number
-  readonly #kernel: Kernel
+  readonly #ratio: number
+  /** The SpeexResamplerState, in WebAssembly memory. */
+  readonly #state: number
   /** The unpaired last byte of the previous frame, or -1. */
   #oddByte = -1
-  /** Input samples: the last `taps − 1` the next output needs, then this frame's. */
-  #history: Float64Array
-  /** How many samples of `#history` are filled. */
-  #filled = 0
-  /** Where in `#history` the next output's taps start. */
-  #start = 0
-  /** The next output's position past `#start + half − 1`, in 1/up steps. */
-  #phase = 0
 
   constructor (fromRate: number, toRate: number) {
-    const divisor = gcd(fromRate, toRate)
-    this.#up = toRate / divisor
-    this.#down = fromRate / divisor
-    this.#kernel = kernelFor(fromRate, toRate, this.#up)
-    this.#history = new Float64Array(2 * this.#kernel.taps)
-    this.reset()
+    this.#ratio = toRate / fromRate
+    this.#state = speex._speex_resampler_init(1, fromRate, toRate, QUALITY, scratch.error)
+    // Rates are validated before this: only an exhausted WebAssembly memory (2 GB) fails.
+    if (this.#state === 0) throw new Error(`could not start a ${fromRate} → ${toRate} Hz resampler (SpeexDSP error ${speex.HEAP32[scratch.error >> 2]})`)
+    states.register(this, this.#state)
   }
 
   reset (): void {
     this.#oddByte = -1
-    // Silence before the stream's start: the first outputs are the filter ramping up.
-    this.#history.fill(0, 0, this.#kernel.taps - 1)
-    this.#filled = this.#kernel.taps - 1
-    this.#start = 0
-    this.#phase = 0
+    speex._speex_resampler_reset_mem(this.#state)
   }
 
-  /** Exactly how many bytes the next `process` of `inputBytes` bytes writes. */
-  outputBytes (inputBytes: number): number {
-    const samples = Math.floor((inputBytes + (this.#oddByte >= 0 ? 1 : 0)) / 2)
-    // Outputs k = 0, 1, … need #start + ⌊(#phase + k × down) / up⌋ + taps ≤ filled.
-    const room = this.#filled + samples - this.#kernel.taps - this.#start
-    return room < 0 ? 0 : 2 * Math.ceil(((room + 1) * this.#up - this.#phase) / this.#down)
+  /** Resamples `chunk`; returns how many bytes of output `heap()` now holds at `scratch.output`. */
+  fromBytes (chunk: Uint8Array): number {
+    const at = this.#stage(chunk.length)
+    heap().set(chunk, at)
+    return this.#run(at - scratch.input + chunk.length)
   }
 
-  /** Resamples `src` into `dst` (which must hold `outputBytes(src.length)`); returns bytes written. */
-  process (src: Uint8Array, dst: Uint8Array): number {
-    this.#decode(src)
-    const written = this.#filter(dst)
-    // Keep only what later outputs need (fewer than `taps` samples).
-    this.#history.copyWithin(0, this.#start, this.#filled)
-    this.#filled -= this.#start
-    this.#start = 0
-    return written
+  /** Resamples the PCM16 bytes of a base64 string, as `fromBytes`. */
+  fromBase64 (base64: string): number {
+    const at = this.#stage(base64DecodedCapacity(base64.length))
+    return this.#run(at - scratch.input + heap().write(base64, at, 'base64'))
   }
 
-  /** Appends PCM16 LE bytes (after any byte carried from the last frame) to `#history`. */
-  #decode (src: Uint8Array): void {
-    const count = Math.floor((src.length + (this.#oddByte >= 0 ? 1 : 0)) / 2)
-    if (this.#history.length < this.#filled + count) {
-      const grown = new Float64Array(Math.max(this.#filled + count, 2 * this.#history.length))
-      grown.set(this.#history.subarray(0, this.#filled))
-      this.#history = grown
-    }
-    const samples = this.#history
-    let k = this.#filled
-    const end = k + count
-    let read = 0
-    if (this.#oddByte >= 0 && count > 0) {
-      samples[k++] = ((this.#oddByte | (src[0]! << 8)) << 16) >> 16
-      read = 1
-      this.#oddByte = -1
-    }
-    for (; k < end; k++, read += 2) samples[k] = ((src[read]! | (src[read + 1]! << 8)) << 16) >> 16
-    if (read < src.length) this.#oddByte = src[read]!
-    this.#filled = end
+  /** Makes room for `bytes` more input and puts any carried byte first; returns where the new bytes go. */
+  #stage (bytes: number): number {
+    // ⌈S × ratio⌉ samples are out after S in, so n more give at most ⌈n × ratio⌉ (room for one more).
+    reserve(bytes + 1, 2 * (Math.ceil((bytes + 1) / 2 * this.#ratio) + 1))
+    if (this.#oddByte < 0) return scratch.input
+    heap()[scratch.input] = this.#oddByte
+    this.#oddByte = -1
+    return scratch.input + 1
   }
 
-  #filter (dst: Uint8Array): number {
-    const samples = this.#history
-    const { taps, rowsPerStep, coefficients } = this.#kernel
-    const up = this.#up
-    const down = this.#down
-    const last = this.#filled - taps
-    let start = this.#start
-    let phase = this.#phase
-    let written = 0
-    while (start <= last) {
-      let row = Math.round(phase * rowsPerStep) * taps
-      let sum = 0
-      for (let i = start, end = start + taps; i < end; i++) sum += samples[i]! * coefficients[row++]!
-      // The filter overshoots on steep full-scale edges: saturate rather than wrap.
-      const value = Math.round(sum)
-      const clamped = value > 32767 ? 32767 : value < -32768 ? -32768 : value
-      dst[written++] = clamped & 0xff
-      dst[written++] = (clamped >> 8) & 0xff
-      phase += down
-      while (phase >= up) {
-        phase -= up
-        start++
-      }
-    }
-    this.#start = start
-    this.#phase = phase
-    return written
+  /** Resamples the `bytes` staged at `scratch.input`, keeping an odd last byte for the next frame. */
+  #run (bytes: number): number {
+    if ((bytes & 1) === 1) this.#oddByte = heap()[scratch.input + bytes - 1]!
+    const samples = bytes >> 1
+    if (samples === 0) return 0
+    const lengths = speex.HEAPU32
+    const inLength = scratch.lengths >> 2
+    lengths[inLength] = samples
+    lengths[inLength + 1] = scratch.outputBytes >> 1
+    speex._speex_resampler_process_int(this.#state, 0, scratch.input, scratch.lengths, scratch.output, scratch.lengths + 4)
+    if (lengths[inLength] !== samples) throw new Error(`the resampler took ${lengths[inLength]} of ${samples} samples`)
+    return 2 * lengths[inLength + 1]!
   }
 }
+
+/** SpeexDSP's default quality (of 0–10): `npm run bench:audio` shows what it gives and costs. */
+const QUALITY = 4
+
+const speex = await createSpeexModule()
+
+/** Frees a resampler's state in WebAssembly memory once the resampler is gone. */
+const states = new FinalizationRegistry<number>((state) => speex._speex_resampler_destroy(state))
 
 /**
- * The filter for one pair of rates: `rows` phases of `taps` coefficients each, row r
- * for an output r / rowsPerStep of an input sample past the middle of its taps.
+ * Where frames pass through WebAssembly memory, shared by every resampler: a frame is
+ * resampled in one synchronous call, so no two use it at once.
  */
-interface Kernel { taps: number, rowsPerStep: number, coefficients: Float64Array }
-
-/**
- * The filter's half-length in samples of the lower of the two rates (it spans more
- * input samples when downsampling). With the cutoff and window below, measured by
- * `npm run bench:audio`: flat within ±0.1 dB up to 0.9 × the lower Nyquist frequency,
- * and what would alias (or image) into that band attenuated by about 39 dB.
- */
-const HALF_TAPS = 16
-/** Cutoff (−6 dB) as a fraction of the lower Nyquist frequency. */
-const CUTOFF = 1
-/** Kaiser window shape: the trade between stopband attenuation and transition width. */
-const KAISER_BETA = 6
-/** Bound on a kernel's coefficients (256 KB): odd rate pairs with many phases get the nearest of fewer. */
-const MAX_COEFFICIENTS = 32768
-/** Kernels by rate pair, shared by every session at those rates (read-only); bounded. */
-const kernels = new Map<string, Kernel>()
-const MAX_KERNELS = 16
-
-function kernelFor (fromRate: number, toRate: number, up: number): Kernel {
-  const key = `${fromRate}:${toRate}`
-  const cached = kernels.get(key)
-  if (cached !== undefined) return cached
-  const kernel = designKernel(fromRate, toRate, up)
-  if (kernels.size >= MAX_KERNELS) kernels.delete(kernels.keys().next().value!)
-  kernels.set(key, kernel)
-  return kernel
+const scratch = {
+  input: 0,
+  inputBytes: 0,
+  output: 0,
+  outputBytes: 0,
+  /** Two uint32: the input and output lengths, in samples, passed to and returned by speex. */
+  lengths: speex._malloc(8),
+  error: speex._malloc(4)
 }
 
-function designKernel (fromRate: number, toRate: number, up: number): Kernel {
-  // In units of input samples: the cutoff and the half-length scale with the input rate.
-  const cutoff = CUTOFF * Math.min(fromRate, toRate) / fromRate
-  const half = Math.ceil(HALF_TAPS * Math.max(1, fromRate / toRate))
-  const taps = 2 * half
-  // Exact phases when there are few of them; else the nearest of as many as fit, plus a
-  // last row one whole input sample on, where rounding may land.
-  const exact = up * taps <= MAX_COEFFICIENTS
-  const rows = exact ? up : Math.floor(MAX_COEFFICIENTS / taps) - 1
-  const coefficients = new Float64Array((exact ? rows : rows + 1) * taps)
-  const windowNorm = 1 / besselI0(KAISER_BETA)
-  for (let row = 0; row < coefficients.length / taps; row++) {
-    let sum = 0
-    for (let m = 0; m < taps; m++) {
-      const t = m - (half - 1) - row / rows
-      const x = t / half
-      const window = x * x >= 1 ? 0 : besselI0(KAISER_BETA * Math.sqrt(1 - x * x)) * windowNorm
-      const value = cutoff * sinc(cutoff * t) * window
-      coefficients[row * taps + m] = value
-      sum += value
-    }
-    // Unity gain at DC in every phase: no ripple at the phase rate.
-    for (let m = 0; m < taps; m++) coefficients[row * taps + m]! /= sum
+/** Makes the scratch areas hold at least these many bytes (growing them geometrically). */
+function reserve (inputBytes: number, outputBytes: number): void {
+  if (scratch.inputBytes < inputBytes) {
+    speex._free(scratch.input)
+    scratch.inputBytes = Math.max(inputBytes, 2 * scratch.inputBytes, 4096)
+    scratch.input = speex._malloc(scratch.inputBytes)
   }
-  return { taps, rowsPerStep: rows / up, coefficients }
-}
-
-function sinc (x: number): number {
-  return x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x)
-}
-
-/** The modified Bessel function of the first kind, order 0 (its power series). */
-function besselI0 (x: number): number {
-  let sum = 1
-  let term = 1
-  const quarterSquare = x * x / 4
-  for (let k = 1; term > sum * 1e-16; k++) {
-    term *= quarterSquare / (k * k)
-    sum += term
+  if (scratch.outputBytes < outputBytes) {
+    speex._free(scratch.output)
+    scratch.outputBytes = Math.max(outputBytes, 2 * scratch.outputBytes, 4096)
+    scratch.output = speex._malloc(scratch.outputBytes)
   }
-  return sum
+  if (scratch.input === 0 || scratch.output === 0) throw new Error('out of WebAssembly memory for audio')
+}
+
+let heapView: Buffer = Buffer.alloc(0)
+
+/** WebAssembly memory as a Buffer; a new one after the memory grew (which detaches the old). */
+function heap (): Buffer {
+  const memory = speex.HEAPU8
+  if (heapView.buffer !== memory.buffer) heapView = Buffer.from(memory.buffer, memory.byteOffset, memory.byteLength)
+  return heapView
 }
 
 function readEncoding (value: unknown, where: string): string {
@@ -444,11 +362,6 @@ function base64DecodedCapacity (length: number): number {
 /** Scratch buffers live as long as the session: keep them off the shared pool, and grow geometrically. */
 function growScratch (current: Buffer, bytes: number): Buffer {
   return Buffer.allocUnsafeSlow(Math.max(bytes, current.length * 2, 1024))
-}
-
-function gcd (a: number, b: number): number {
-  while (b !== 0) [a, b] = [b, a % b]
-  return a
 }
 
 function describe (value: unknown): string {
