@@ -99,7 +99,7 @@ export class InputAudioConverter {
     const resampler = this.#resampler
     if (resampler !== undefined) {
       const bytes = resampler.fromBytes(chunk)
-      return bytes === 0 ? '' : heap().toString('base64', scratch.output, scratch.output + bytes)
+      return bytes === 0 ? '' : heap().toString('base64', scratch.output.pointer, scratch.output.pointer + bytes)
     }
     if (!this.#pcm16) return chunk.toString('base64')
     return this.#passthroughPcm16(chunk)
@@ -148,7 +148,7 @@ export class OutputAudioConverter {
     if (resampler !== undefined) {
       const bytes = resampler.fromBase64(base64Delta)
       const out = Buffer.allocUnsafe(bytes)
-      heap().copy(out, 0, scratch.output, scratch.output + bytes)
+      heap().copy(out, 0, scratch.output.pointer, scratch.output.pointer + bytes)
       return out
     }
     if (!this.#pcm16) return Buffer.from(base64Delta, 'base64')
@@ -212,39 +212,39 @@ class Pcm16Resampler {
     speex._speex_resampler_reset_mem(this.#state)
   }
 
-  /** Resamples `chunk`; returns how many bytes of output `heap()` now holds at `scratch.output`. */
+  /** Resamples `chunk`; returns how many bytes of output `heap()` now holds at `scratch.output.pointer`. */
   fromBytes (chunk: Uint8Array): number {
     const at = this.#stage(chunk.length)
     heap().set(chunk, at)
-    return this.#run(at - scratch.input + chunk.length)
+    return this.#run(at - scratch.input.pointer + chunk.length)
   }
 
   /** Resamples the PCM16 bytes of a base64 string, as `fromBytes`. */
   fromBase64 (base64: string): number {
     const at = this.#stage(base64DecodedCapacity(base64.length))
-    return this.#run(at - scratch.input + heap().write(base64, at, 'base64'))
+    return this.#run(at - scratch.input.pointer + heap().write(base64, at, 'base64'))
   }
 
   /** Makes room for `bytes` more input and puts any carried byte first; returns where the new bytes go. */
   #stage (bytes: number): number {
     // ⌈S × ratio⌉ samples are out after S in, so n more give at most ⌈n × ratio⌉ (room for one more).
     reserve(bytes + 1, 2 * (Math.ceil((bytes + 1) / 2 * this.#ratio) + 1))
-    if (this.#oddByte < 0) return scratch.input
-    heap()[scratch.input] = this.#oddByte
+    if (this.#oddByte < 0) return scratch.input.pointer
+    heap()[scratch.input.pointer] = this.#oddByte
     this.#oddByte = -1
-    return scratch.input + 1
+    return scratch.input.pointer + 1
   }
 
-  /** Resamples the `bytes` staged at `scratch.input`, keeping an odd last byte for the next frame. */
+  /** Resamples the `bytes` staged at `scratch.input.pointer`, keeping an odd last byte for the next frame. */
   #run (bytes: number): number {
-    if ((bytes & 1) === 1) this.#oddByte = heap()[scratch.input + bytes - 1]!
+    if ((bytes & 1) === 1) this.#oddByte = heap()[scratch.input.pointer + bytes - 1]!
     const samples = bytes >> 1
     if (samples === 0) return 0
     const lengths = speex.HEAPU32
     const inLength = scratch.lengths >> 2
     lengths[inLength] = samples
-    lengths[inLength + 1] = scratch.outputBytes >> 1
-    speex._speex_resampler_process_int(this.#state, 0, scratch.input, scratch.lengths, scratch.output, scratch.lengths + 4)
+    lengths[inLength + 1] = scratch.output.bytes >> 1
+    speex._speex_resampler_process_int(this.#state, 0, scratch.input.pointer, scratch.lengths, scratch.output.pointer, scratch.lengths + 4)
     if (lengths[inLength] !== samples) throw new Error(`the resampler took ${lengths[inLength]} of ${samples} samples`)
     return 2 * lengths[inLength + 1]!
   }
@@ -258,33 +258,42 @@ const speex = await createSpeexModule()
 /** Frees a resampler's state in WebAssembly memory once the resampler is gone. */
 const states = new FinalizationRegistry<number>((state) => speex._speex_resampler_destroy(state))
 
+/** A region of WebAssembly memory that grows when needed. */
+interface Area { pointer: number, bytes: number }
+
 /**
  * Where frames pass through WebAssembly memory, shared by every resampler: a frame is
  * resampled in one synchronous call, so no two use it at once.
  */
 const scratch = {
-  input: 0,
-  inputBytes: 0,
-  output: 0,
-  outputBytes: 0,
+  input: { pointer: 0, bytes: 0 },
+  output: { pointer: 0, bytes: 0 },
   /** Two uint32: the input and output lengths, in samples, passed to and returned by speex. */
-  lengths: speex._malloc(8),
-  error: speex._malloc(4)
+  lengths: allocate(8),
+  error: allocate(4)
 }
 
-/** Makes the scratch areas hold at least these many bytes (growing them geometrically). */
+/** Makes the scratch areas hold at least these many bytes. */
 function reserve (inputBytes: number, outputBytes: number): void {
-  if (scratch.inputBytes < inputBytes) {
-    speex._free(scratch.input)
-    scratch.inputBytes = Math.max(inputBytes, 2 * scratch.inputBytes, 4096)
-    scratch.input = speex._malloc(scratch.inputBytes)
-  }
-  if (scratch.outputBytes < outputBytes) {
-    speex._free(scratch.output)
-    scratch.outputBytes = Math.max(outputBytes, 2 * scratch.outputBytes, 4096)
-    scratch.output = speex._malloc(scratch.outputBytes)
-  }
-  if (scratch.input === 0 || scratch.output === 0) throw new Error('out of WebAssembly memory for audio')
+  if (scratch.input.bytes < inputBytes) grow(scratch.input, inputBytes)
+  if (scratch.output.bytes < outputBytes) grow(scratch.output, outputBytes)
+}
+
+/** Replaces `area` with one of at least `bytes` (geometrically more, to grow rarely). */
+function grow (area: Area, bytes: number): void {
+  const size = Math.max(bytes, 2 * area.bytes, 4096)
+  speex._free(area.pointer)
+  // Empty until the new one exists, so a failed allocation leaves nothing dangling.
+  area.pointer = area.bytes = 0
+  area.pointer = allocate(size)
+  area.bytes = size
+}
+
+function allocate (bytes: number): number {
+  const pointer = speex._malloc(bytes)
+  // Only when the WebAssembly memory is at its 2 GB limit.
+  if (pointer === 0) throw new Error(`out of WebAssembly memory for ${bytes} bytes of audio`)
+  return pointer
 }
 
 let heapView: Buffer = Buffer.alloc(0)
