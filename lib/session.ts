@@ -21,7 +21,7 @@ import type { ConfigAck, ServerMessage, SettingsMessage } from './protocol/deepg
 import { CLIENT_MESSAGE_TYPES, ErrorCode, UNSUPPORTED_CLIENT_MESSAGE_TYPES, WarningCode } from './protocol/deepgram.js'
 import type { SessionFields, UpstreamEvent } from './protocol/openai.js'
 import { ENGINE_EVENT_TYPES, obj, str } from './protocol/openai.js'
-import type { ConnectionDetail, ConnectionSummary, EventDirection, LiveSession, TimelineEvent, TypeCounts, UpstreamState } from './registry.js'
+import type { EventDirection, LiveSession, SessionDetail, SessionSummary, TimelineEvent, TypeCounts, UpstreamState } from './registry.js'
 
 /** Per-session limits and timings (the README's "Limits" has what a client sees when each trips). */
 export interface SessionLimits {
@@ -165,7 +165,7 @@ export class Session implements LiveSession {
 
   // ── LiveSession (admin API) ─────────────────────────────────────────────────
 
-  summary (): ConnectionSummary {
+  summary (): SessionSummary {
     const engine = this.#engine
     return {
       id: this.id,
@@ -174,13 +174,15 @@ export class Session implements LiveSession {
       phase: this.#closing ? 'closing' : engine.phase,
       responseInProgress: responseInProgress(engine),
       activeResponseId: activeResponseId(engine),
-      upstream: { state: this.#upstreamState, sent: { ...this.#counts.upstreamSent }, received: { ...this.#counts.upstreamReceived } },
+      upstream: { state: this.#upstreamState, connects: 1, sent: { ...this.#counts.upstreamSent }, received: { ...this.#counts.upstreamReceived } },
       client: { sent: { ...this.#counts.clientSent }, received: { ...this.#counts.clientReceived } },
-      pending: pendingCounts(engine)
+      pending: pendingCounts(engine),
+      tags: [],
+      usage: { responses: 0, inputTokens: 0, outputTokens: 0, inputAudioTokens: 0, outputAudioTokens: 0, cachedInputTokens: 0 }
     }
   }
 
-  detail (): ConnectionDetail {
+  detail (): SessionDetail {
     return { ...this.summary(), events: this.#timeline.map((event) => ({ ...event })) }
   }
 
