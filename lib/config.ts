@@ -11,6 +11,8 @@ export interface ProxyConfig {
   adminToken: string | undefined
   proxyAuthTokens: string[]
   logLevel: string
+  /** The fleet registry (`redis://` or `rediss://`); undefined = this instance alone. */
+  redisUrl: string | undefined
   // Limits
   maxSessions: number
   /** Largest client frame accepted, bytes. */
@@ -70,6 +72,7 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     adminToken: nonEmpty(env.ADMIN_TOKEN),
     proxyAuthTokens: list(env.PROXY_AUTH_TOKENS),
     logLevel: nonEmpty(env.LOG_LEVEL) ?? 'info',
+    redisUrl: redisUrl(env.REDIS_URL),
     maxSessions: integer(env, 'MAX_SESSIONS', LIMIT_DEFAULTS.maxSessions, 1, 1_000_000),
     maxClientFrameBytes: integer(env, 'MAX_CLIENT_FRAME_BYTES', LIMIT_DEFAULTS.maxClientFrameBytes, 1024, 64 * 1024 * 1024),
     maxUpstreamFrameBytes: integer(env, 'MAX_UPSTREAM_FRAME_BYTES', LIMIT_DEFAULTS.maxUpstreamFrameBytes, 1024 * 1024, 1024 * 1024 * 1024),
@@ -90,6 +93,14 @@ export function withModel (url: string, model: string): string {
   const parsed = new URL(url)
   if (!parsed.searchParams.has('model')) parsed.searchParams.set('model', model)
   return parsed.toString()
+}
+
+function redisUrl (value: string | undefined): string | undefined {
+  const url = nonEmpty(value)
+  if (url !== undefined && !/^rediss?:\/\/[^/]/.test(url)) {
+    throw new Error(`REDIS_URL must be a redis:// or rediss:// URL (e.g. redis://redis:6379/0), got "${url.replace(/\/\/[^@/]*@/, '//…@')}"`)
+  }
+  return url
 }
 
 function nonEmpty (value: string | undefined): string | undefined {
