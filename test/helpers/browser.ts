@@ -3,9 +3,6 @@
 // on these machines (no sandbox as root, no background networking, a fake microphone),
 // closed at teardown.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { chromium, type Browser } from 'playwright-core'
 import type { Test } from 'tap'
 import { CHROMIUM, requireProgram } from './system.js'
@@ -19,7 +16,6 @@ export interface BrowserOptions {
 export async function launchBrowser (t: Pick<Test, 'skip' | 'fail' | 'teardown'>, options: BrowserOptions = {}): Promise<Browser | undefined> {
   const executablePath = requireProgram(t, CHROMIUM)
   if (executablePath === undefined) return undefined
-  const profile = mkdtempSync(join(tmpdir(), 'chromium-profile-'))
   const args = [
     '--no-sandbox',
     '--disable-gpu',
@@ -30,14 +26,11 @@ export async function launchBrowser (t: Pick<Test, 'skip' | 'fail' | 'teardown'>
     '--disable-sync',
     '--autoplay-policy=no-user-gesture-required',
     '--use-fake-ui-for-media-stream',
-    '--use-fake-device-for-media-stream',
-    `--user-data-dir=${profile}`
+    '--use-fake-device-for-media-stream'
   ]
   if (options.fakeMicrophoneWav !== undefined) args.push(`--use-file-for-fake-audio-capture=${options.fakeMicrophoneWav}`)
+  // launch() gives the browser a fresh temporary profile and removes it on close (it refuses --user-data-dir).
   const browser = await chromium.launch({ executablePath, headless: true, args })
-  t.teardown(async () => {
-    await browser.close()
-    rmSync(profile, { recursive: true, force: true })
-  })
+  t.teardown(async () => await browser.close())
   return browser
 }

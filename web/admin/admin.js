@@ -185,9 +185,8 @@ function age (iso) {
   return `${Math.floor(seconds / 3600)}h ${String(Math.floor(seconds / 60) % 60).padStart(2, '0')}m`
 }
 
-function numberCell (value, hot = false) {
-  const td = el('td', `num${value === 0 ? ' zero' : hot ? ' hot' : ''}`, count(value))
-  return td
+function numberCell (value, { hot = false, wide = false } = {}) {
+  return el('td', `num${wide ? ' wide' : ''}${value === 0 ? ' zero' : hot ? ' hot' : ''}`, count(value))
 }
 
 function stateClass (summary) {
@@ -216,7 +215,7 @@ function row (summary) {
   dot.append(el('span', `dot ${stateClass(summary)}`))
   const id = el('td', 'mono', short(summary.id))
   id.title = summary.id
-  const instance = el('td', 'mono', short(summary.instance))
+  const instance = el('td', 'mono wide', short(summary.instance))
   instance.title = summary.instance
   const tags = el('td')
   for (const tag of summary.tags ?? []) tags.append(el('span', 'tag', tag))
@@ -224,10 +223,10 @@ function row (summary) {
     ? el('td', 'response busy', `● ${summary.activeResponseId ?? 'requested'}`)
     : el('td', 'response idle', 'idle')
   const connects = summary.upstream.connects ?? 1
-  const upstream = el('td', `up ${summary.upstream.state}`, summary.upstream.state + (connects > 1 ? ` ×${connects}` : ''))
+  const upstream = el('td', `up wide ${summary.upstream.state}`, summary.upstream.state + (connects > 1 ? ` ×${connects}` : ''))
   upstream.title = `${connects} upstream connection${connects === 1 ? '' : 's'}`
   const usage = summary.usage ?? {}
-  const tokens = el('td', 'num', `${count(usage.inputTokens ?? 0)} / ${count(usage.outputTokens ?? 0)}`)
+  const tokens = el('td', 'num wide', `${count(usage.inputTokens ?? 0)} / ${count(usage.outputTokens ?? 0)}`)
   tokens.title = `input ${usage.inputTokens ?? 0} (audio ${usage.inputAudioTokens ?? 0}, cached ${usage.cachedInputTokens ?? 0}) · output ${usage.outputTokens ?? 0} (audio ${usage.outputAudioTokens ?? 0})`
   const pending = summary.pending.responseCreate + summary.pending.sessionUpdate + summary.pending.functionCalls
   const started = el('td', 'num', age(summary.startedAt))
@@ -240,9 +239,9 @@ function row (summary) {
     response, upstream,
     numberCell(summary.upstream.sent['session.update'] ?? 0),
     numberCell(summary.upstream.sent['response.create'] ?? 0),
-    numberCell(usage.responses ?? 0),
+    numberCell(usage.responses ?? 0, { wide: true }),
     tokens,
-    numberCell(pending, true),
+    numberCell(pending, { hot: true, wide: true }),
     started
   )
   return tr
@@ -312,6 +311,7 @@ function openDetail (id) {
     startDetail(id)
   }
   $('#detail').hidden = false
+  $('#main').classList.add('with-detail')
   $('#detail').dataset.session = id
   renderDetail()
   markSelection()
@@ -322,6 +322,7 @@ function closeDetail () {
   state.openId = null
   state.detail = null
   $('#detail').hidden = true
+  $('#main').classList.remove('with-detail')
   markSelection()
 }
 
@@ -467,10 +468,12 @@ function renderLane (events, now) {
   }
 
   const { segments, marks } = responseSlot(events, now)
-  for (const segment of segments) {
+  // A second response at the same time goes on top, in the lower half of the lane, so both show.
+  for (const segment of segments.toSorted((a, b) => (a.kind === 'conflict') - (b.kind === 'conflict'))) {
     const stuck = segment.open === true && segment.to - segment.from >= STUCK_MS
     const classes = ['seg', segment.kind, segment.open ? 'open' : '', stuck ? 'stuck' : ''].filter(Boolean).join(' ')
-    const rect = svg('rect', { class: classes, x: x(segment.from), y: 8, width: Math.max(2, x(segment.to) - x(segment.from)), height: 22, rx: 2 })
+    const [y, h] = segment.kind === 'conflict' ? [20, 10] : [8, 22]
+    const rect = svg('rect', { class: classes, x: x(segment.from), y, width: Math.max(2, x(segment.to) - x(segment.from)), height: h, rx: 2 })
     const seconds = ((segment.to - segment.from) / 1000).toFixed(1)
     rect.append(svg('title', {}, `${segment.kind === 'creating' ? 'requested' : 'response'} ${segment.id ?? ''} ${seconds} s${segment.open ? ' (still open)' : ''}`))
     nodes.push(rect)
