@@ -41,6 +41,8 @@ const MAX_PENDING_REQUESTS = 64
 const MAX_MESSAGE_CHARS = 1024 * 1024
 /** Fleet reads are shared by concurrent callers (admin pages) for this long. */
 const READ_CACHE_MS = 500
+/** The documented bound: an instance that dies unannounced is gone from every fleet answer this long after it died. */
+export const FLEET_LEAVE_BOUND_MS = FLEET_ENTRY_TTL_MS + READ_CACHE_MS
 /** A Redis that hangs fails commands after this instead of holding them. */
 const REDIS_COMMAND_TIMEOUT_MS = 2000
 
