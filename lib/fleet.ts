@@ -21,13 +21,13 @@ import { publicSummary } from './registry.js'
 import type { ConnectionDetail, ConnectionSummary, SessionRegistry } from './registry.js'
 
 /** How often an instance writes its record and its sessions' summaries. */
-export const FLEET_PUBLISH_INTERVAL_MS = 1000
+const FLEET_PUBLISH_INTERVAL_MS = 1000
 /** Every entry expires this long after its last write: the bound on how long a dead instance stays listed. */
-export const FLEET_ENTRY_TTL_MS = 5000
+const FLEET_ENTRY_TTL_MS = 5000
 /** Instances a reader looks at; more are not listed. */
-export const FLEET_MAX_INSTANCES = 64
+const FLEET_MAX_INSTANCES = 64
 /** Summaries an instance publishes; beyond it the rest are not listed (its record still counts them). */
-export const FLEET_MAX_PUBLISHED_SESSIONS = 2000
+const FLEET_MAX_PUBLISHED_SESSIONS = 2000
 /** Summaries per HSET, so no single Redis command grows with the session count. */
 const SUMMARIES_PER_COMMAND = 100
 /** Everything is rewritten this often anyway, in case Redis lost keys without the connection noticing. */
@@ -146,7 +146,8 @@ export class Fleet {
   #publishing: Promise<void> | undefined
   /** Degraded from start until the first write succeeds. */
   #degradedSince: Date | undefined = new Date()
-  #lastFailure = 'not connected yet'
+  /** One warning per outage (a reconnect attempt fails every second). */
+  #outageLogged = false
   readonly #pending = new Map<string, Pending>()
   readonly #reads = new Map<string, { at: number, value: Promise<unknown> }>()
   #stopped = false
@@ -439,16 +440,18 @@ export class Fleet {
 
   #failed (error: unknown): void {
     if (this.#stopped) return
-    this.#lastFailure = error instanceof Error ? error.message : String(error)
     this.#reads.clear()
-    if (this.#degradedSince !== undefined) return
-    this.#degradedSince = new Date()
-    this.#log.warn({ code: DEGRADED_CODE, reason: this.#lastFailure }, 'fleet registry unreachable: this instance serves on; the fleet view is degraded until it reconnects')
+    this.#degradedSince ??= new Date()
+    if (this.#outageLogged) return
+    this.#outageLogged = true
+    const reason = error instanceof Error ? error.message : String(error)
+    this.#log.warn({ code: DEGRADED_CODE, reason }, 'fleet registry unreachable: this instance serves on; the fleet view is degraded until it reconnects')
   }
 
   #succeeded (): void {
     if (this.#degradedSince === undefined || this.#subscriber.status !== 'ready') return
     this.#degradedSince = undefined
+    this.#outageLogged = false
     this.#log.info({ instance: this.instance }, 'fleet registry reachable: this instance is listed in the fleet')
   }
 }

@@ -53,6 +53,17 @@ async function until (what: string, check: () => Promise<boolean> | boolean, tim
   }
 }
 
+/** A redis-server and two instances, A holding the session `sess-a`, once B lists it. */
+async function pairSharingASession (t: Test): Promise<{ redis: RedisServer, a: TestFleet, b: TestFleet } | undefined> {
+  const redis = await startRedis(t)
+  if (redis === undefined) return undefined
+  const a = startFleet(t, redis, 'instance-a')
+  const b = startFleet(t, redis, 'instance-b')
+  a.sessions.add(new FakeSession('sess-a'))
+  await until('B sees A', async () => (await b.fleet.connections()).connections.length === 1)
+  return { redis, a, b }
+}
+
 t.test('what one instance publishes, another reads; requests reach the holder', async (t) => {
   const redis = await startRedis(t)
   if (redis === undefined) return
@@ -160,12 +171,9 @@ t.test('requests to an instance that is listed but does not answer fail with a c
 })
 
 t.test('garbage on an inbox changes nothing', async (t) => {
-  const redis = await startRedis(t)
-  if (redis === undefined) return
-  const a = startFleet(t, redis, 'instance-a')
-  const b = startFleet(t, redis, 'instance-b')
-  a.sessions.add(new FakeSession('sess-a'))
-  await until('B sees A', async () => (await b.fleet.connections()).connections.length === 1)
+  const pair = await pairSharingASession(t)
+  if (pair === undefined) return
+  const { redis, a, b } = pair
   const raw = redis.client()
   for (const message of ['not json', '[]', 'null', '{"rpc":5}', JSON.stringify({ rpc: 'x', op: 'close' }), JSON.stringify({ rpc: 'x', op: 'drop', id: 'sess-a', from: 'instance-b' }),
     JSON.stringify({ rpc: 'y'.repeat(100), op: 'close', id: 'sess-a', from: 'instance-b' }), JSON.stringify({ rpc: 'z', op: 'reply', found: 'yes' }), 'x'.repeat(2 * 1024 * 1024)]) {
@@ -177,12 +185,9 @@ t.test('garbage on an inbox changes nothing', async (t) => {
 })
 
 t.test('Redis down: degraded at once, nothing waits on it; back: recovered and rewritten by itself', async (t) => {
-  const redis = await startRedis(t)
-  if (redis === undefined) return
-  const a = startFleet(t, redis, 'instance-a')
-  const b = startFleet(t, redis, 'instance-b')
-  a.sessions.add(new FakeSession('sess-a'))
-  await until('B sees A', async () => (await b.fleet.connections()).connections.length === 1)
+  const pair = await pairSharingASession(t)
+  if (pair === undefined) return
+  const { redis, a, b } = pair
 
   await redis.stop()
   await until('A degraded', () => a.fleet.status().status === 'degraded')
@@ -200,4 +205,19 @@ t.test('Redis down: degraded at once, nothing waits on it; back: recovered and r
   await until('A\'s session is back in the (empty) new Redis', async () => (await b.fleet.connections()).connections.length === 1)
   t.match(await b.fleet.detail('sess-a'), { id: 'sess-a' }, 'requests work again')
   t.ok(a.logs.some((l) => l.level === 'info' && /reachable/.test(l.msg)), 'the recovery is logged')
+})
+
+t.test('Redis unreachable at start: said once, and the instance joins when it appears', async (t) => {
+  const redis = await startRedis(t)
+  if (redis === undefined) return
+  await redis.stop()
+  const a = startFleet(t, redis, 'instance-a')
+  a.sessions.add(new FakeSession('sess-a'))
+  await until('the warning', () => a.logs.some((l) => l.level === 'warn'))
+  t.match(a.fleet.status(), { status: 'degraded', code: 'REDIS_UNAVAILABLE' })
+  await redis.start()
+  const b = startFleet(t, redis, 'instance-b')
+  await until('B lists A\'s session', async () => (await b.fleet.connections()).connections.length === 1)
+  t.equal(a.fleet.status().status, 'ok')
+  t.equal(a.logs.filter((l) => l.level === 'warn').length, 1, 'one warning, however many attempts failed')
 })
