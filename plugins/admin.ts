@@ -12,7 +12,7 @@ import type { ServerResponse } from 'node:http'
 import createError from '@fastify/error'
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { FleetError, STANDALONE, describeInstance } from '../lib/fleet.js'
-import type { Fleet } from '../lib/fleet.js'
+import type { Fleet, FleetStatus, InstanceInfo } from '../lib/fleet.js'
 import type { ProxyMetrics } from '../lib/metrics.js'
 import { publicDetail, publicSummary } from '../lib/registry.js'
 import type { ConnectionDetail, ConnectionSummary, SessionRegistry } from '../lib/registry.js'
@@ -120,7 +120,7 @@ const admin: FastifyPluginAsync<AdminOptions> = async (app, options) => {
     return Array.from(sessions, (session) => publicSummary(session, instanceId)).filter((summary) => tagged(summary, tag))
   }
 
-  async function listConnections ({ scope, tag }: ListQuery): Promise<{ instance: string, connections: ConnectionSummary[], fleet?: object }> {
+  async function listConnections ({ scope, tag }: ListQuery): Promise<{ instance: string, connections: ConnectionSummary[], fleet?: FleetStatus }> {
     const local = localSummaries(tag)
     if (scope !== 'fleet') return { instance: instanceId, connections: local }
     if (fleet === undefined) return { instance: instanceId, connections: local, fleet: STANDALONE }
@@ -128,7 +128,7 @@ const admin: FastifyPluginAsync<AdminOptions> = async (app, options) => {
     return { instance: instanceId, connections: [...local, ...remote.connections.filter((summary) => tagged(summary, tag))], fleet: remote.fleet }
   }
 
-  async function listInstances (): Promise<{ instances: object[], fleet: object }> {
+  async function listInstances (): Promise<{ instances: InstanceInfo[], fleet: FleetStatus }> {
     const self = describeInstance({ instance: instanceId, startedAt, sessions, isReady })
     if (fleet === undefined) return { instances: [self], fleet: STANDALONE }
     const others = await fleet.instances()

@@ -2,12 +2,14 @@
 // app and simulator. It must show a session's state change within a second of it
 // happening (pushed, not reloaded), draw its timeline live, close it with its button,
 // and, with ADMIN_TOKEN set, show nothing until the token is typed, which then only
-// ever travels in the Authorization header. A screenshot is kept in test-artifacts/.
+// ever travels in the Authorization header; with REDIS_URL, do all that for a session
+// of another instance. A screenshot is kept in test-artifacts/.
 
 import { mkdir } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import t from 'tap'
+import { startRedis } from './helpers/admin-redis.js'
 import { launchBrowser } from './helpers/browser.js'
 import { configuredClient, startProxy, type TestClient } from './helpers/proxy.js'
 
@@ -127,4 +129,43 @@ t.test('with ADMIN_TOKEN: nothing until the token is given; the token never goes
   const authorized = requests.filter((r) => r.url.includes('/admin/events'))
   t.ok(authorized.some((r) => r.authorization === `Bearer ${TOKEN}`), 'it travels as a bearer token')
   t.same(requests.filter((r) => !r.url.includes('/admin/events') && r.authorization !== undefined), [], 'and only to the admin API')
+})
+
+t.test('with REDIS_URL: the page on one instance shows, follows and closes a session of another', async (t) => {
+  const browser = await launchBrowser(t)
+  if (browser === undefined) return
+  const redis = await startRedis(t)
+  if (redis === undefined) return
+  const here = await startProxy(t, { env: { REDIS_URL: redis.url } })
+  const there = await startProxy(t, { env: { REDIS_URL: redis.url } })
+  const client = await configuredClient(there.url)
+  t.teardown(() => client.close())
+  const id = sessionIdOf(client)
+
+  const page = await browser.newPage()
+  await page.goto(`${here.base}/admin`)
+  const row = page.locator(`#sessions tbody tr[data-session="${id}"]`)
+  await row.waitFor()
+  t.equal(await row.locator('td.mono').nth(1).getAttribute('title'), there.proxy.instanceId, 'the row names the instance that serves it')
+  await page.locator('#fleet-status', { hasText: 'fleet ok' }).waitFor()
+  t.equal(await page.locator('#instances .instance').count(), 2, 'both instances are shown')
+
+  await row.click()
+  await page.locator('#events tr[data-type="SettingsApplied"]').waitFor()
+  t.pass('its timeline comes from the other instance')
+  await page.locator('#close-session').click()
+  await page.locator('#close-session').click()
+  t.same(await client.closed, { code: 1000, reason: 'closed by admin' }, 'closed on the instance that holds it')
+  await row.waitFor({ state: 'detached' })
+
+  const local = await configuredClient(here.url)
+  const remote = await configuredClient(there.url)
+  t.teardown(() => Promise.all([local.close(), remote.close()]))
+  const remoteRow = page.locator(`#sessions tbody tr[data-session="${sessionIdOf(remote)}"]`)
+  await remoteRow.waitFor()
+  await page.keyboard.press('Escape')
+  await page.keyboard.press('f')
+  await remoteRow.waitFor({ state: 'detached' })
+  await page.locator(`#sessions tbody tr[data-session="${sessionIdOf(local)}"]`).waitFor()
+  t.pass('"f" (the fleet box) switches to this instance\'s sessions only')
 })
