@@ -231,13 +231,20 @@ export class Fleet {
    */
   async publish (): Promise<void> {
     if (this.#publishing === undefined && !this.#stopped && this.#redis.status === 'ready') {
-      this.#publishing = this.#write().finally(() => { this.#publishing = undefined })
+      // #write handles Redis failing; anything else thrown is a bug, logged, and the next write starts over.
+      this.#publishing = this.#write()
+        .catch((error: unknown) => {
+          this.#fullSyncDue = true
+          this.#log.error({ err: error }, 'publishing to the fleet registry failed')
+        })
+        .finally(() => { this.#publishing = undefined })
     }
     await this.#publishing
   }
 
+  /** Fire and forget: publish() settles its own failures. */
   #publishSoon (): void {
-    this.publish().catch((error: unknown) => this.#failed(error))
+    this.publish().catch(() => {})
   }
 
   async #write (): Promise<void> {

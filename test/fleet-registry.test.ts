@@ -221,3 +221,16 @@ t.test('Redis unreachable at start: said once, and the instance joins when it ap
   t.equal(a.fleet.status().status, 'ok')
   t.equal(a.logs.filter((l) => l.level === 'warn').length, 1, 'one warning, however many attempts failed')
 })
+
+t.test('a session whose summary throws is logged; the instance stops cleanly', async (t) => {
+  const redis = await startRedis(t)
+  if (redis === undefined) return
+  const a = startFleet(t, redis, 'instance-a')
+  const broken = new FakeSession('broken')
+  broken.summary = () => { throw new Error('a bug in a session') }
+  a.sessions.add(broken)
+  await until('the error log', () => a.logs.some((l) => l.level === 'error' && /publishing/.test(l.msg)))
+  a.sessions.delete('broken')
+  await until('the next write succeeds', () => a.fleet.status().status === 'ok')
+  await t.resolves(a.fleet.stop())
+})
