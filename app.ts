@@ -1,6 +1,7 @@
 // Composes the product from its plugins: the realtime route and the admin API,
 // sharing one session registry and one metrics registry, the talk-to-the-agent page
-// at `/`, plus the drain logic a load balancer relies on.
+// at `/`, the fleet registry when REDIS_URL is set, plus the drain logic a load
+// balancer relies on.
 
 import { randomUUID } from 'node:crypto'
 import Fastify, { LogController } from 'fastify'
@@ -8,6 +9,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { ProxyConfig } from './lib/config.js'
 import type { EngineTimings } from './lib/engine/engine.js'
+import { Fleet } from './lib/fleet.js'
 import { PLUGIN_LIMITS } from './lib/limits.js'
 import { createMetrics } from './lib/metrics.js'
 import type { ProxyMetrics } from './lib/metrics.js'
@@ -37,6 +39,8 @@ export interface ProxyApp {
   sessions: SessionRegistry
   metrics: ProxyMetrics
   instanceId: string
+  /** The fleet registry, when REDIS_URL is set: joins once the app is ready, leaves when it closes. */
+  fleet: Fleet | undefined
   readonly lifecycle: Lifecycle
   /** Call once listening: /readyz turns 200. */
   markReady (): void
@@ -60,13 +64,25 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
   const sessions = new SessionRegistry()
   const metrics = createMetrics(sessions)
   let lifecycle: Lifecycle = 'starting'
+  const isReady = (): boolean => lifecycle === 'ready'
+  const startedAt = new Date()
+
+  const fleet = config.redisUrl === undefined
+    ? undefined
+    : new Fleet({ redisUrl: config.redisUrl, instance: instanceId, startedAt, sessions, isReady, logger: options.logger })
+  if (fleet !== undefined) {
+    app.addHook('onReady', async () => fleet.start())
+    app.addHook('onClose', async () => await fleet.stop())
+  }
 
   await app.register(admin, {
     sessions,
     metrics,
     instanceId,
+    startedAt,
+    ...(fleet === undefined ? {} : { fleet }),
     ...(config.adminToken === undefined ? {} : { adminToken: config.adminToken }),
-    isReady: () => lifecycle === 'ready',
+    isReady,
     isDraining: () => lifecycle === 'draining'
   })
   await app.register(demo, {
@@ -92,6 +108,7 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
     sessions,
     metrics,
     instanceId,
+    fleet,
     get lifecycle () { return lifecycle },
     markReady () {
       if (lifecycle === 'starting') lifecycle = 'ready'

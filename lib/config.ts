@@ -15,6 +15,8 @@ export interface ProxyConfig extends Limits {
   adminToken: string | undefined
   proxyAuthTokens: string[]
   logLevel: string
+  /** The fleet registry (`redis://` or `rediss://`); undefined = this instance alone. */
+  redisUrl: string | undefined
   /** Allowed Origin header values for browser clients; empty = any. */
   allowedOrigins: string[]
 }
@@ -38,6 +40,7 @@ export function loadConfig (env: Env = process.env): ProxyConfig {
     adminToken: nonEmpty(env.ADMIN_TOKEN),
     proxyAuthTokens: list(env.PROXY_AUTH_TOKENS),
     logLevel: logLevel(env.LOG_LEVEL),
+    redisUrl: redisUrl(env.REDIS_URL),
     allowedOrigins: list(env.ALLOWED_ORIGINS),
     ...limitsFromEnv(env)
   }
@@ -48,6 +51,14 @@ export function withModel (url: string, model: string): string {
   const parsed = new URL(url)
   if (!parsed.searchParams.has('model')) parsed.searchParams.set('model', model)
   return parsed.toString()
+}
+
+function redisUrl (value: string | undefined): string | undefined {
+  const url = nonEmpty(value)
+  if (url !== undefined && !/^rediss?:\/\/[^/]/.test(url)) {
+    throw new Error(`REDIS_URL must be a redis:// or rediss:// URL (e.g. redis://redis:6379/0), got "${url.replace(/\/\/[^@/]*@/, '//…@')}"`)
+  }
+  return url
 }
 
 function nonEmpty (value: string | undefined): string | undefined {

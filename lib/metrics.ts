@@ -5,14 +5,14 @@
 // sessions that have ended.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { ConnectionSummary, SessionRegistry, TypeCounts } from './registry.js'
+import type { SessionRegistry, SessionSummary, TypeCounts } from './registry.js'
 
 export interface ProxyMetrics {
   /** A private registry (not prom-client's global one), default process metrics included. */
   readonly registry: Registry
   sessionStarted (): void
   /** Folds an ending session's per-type counts into the process totals. Call it in the same tick as `sessions.delete(id)`. */
-  sessionEnded (summary: ConnectionSummary): void
+  sessionEnded (summary: SessionSummary): void
   /** completed | cancelled | failed | incomplete */
   responseDone (status: string): void
   /** An upstream `conversation_already_has_active_response` error (should stay 0). */
@@ -144,7 +144,7 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
   const warningCodes = new Set<string>()
 
   /** Retired totals plus every live session's current counts. */
-  function withLive (retired: Totals, pick: (summary: ConnectionSummary) => Record<Direction, TypeCounts>): Totals {
+  function withLive (retired: Totals, pick: (summary: SessionSummary) => Record<Direction, TypeCounts>): Totals {
     const totals: Totals = { sent: new Map(retired.sent), received: new Map(retired.received) }
     for (const session of sessions) {
       const counts = pick(session.summary())

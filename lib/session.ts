@@ -30,7 +30,7 @@ import { ErrorCode, UNKNOWN_TYPE, WarningCode } from './protocol/deepgram.js'
 import { ECHO_CHARS, isObject, obj, str } from './protocol/json.js'
 import { INPUT_AUDIO_APPEND, SERVER_EVENT_TYPES, UpstreamType, boundedId, upstreamCode } from './protocol/openai.js'
 import type { UpstreamEvent } from './protocol/openai.js'
-import type { ConnectionDetail, ConnectionSummary, LiveSession } from './registry.js'
+import type { LiveSession, SessionDetail, SessionSummary } from './registry.js'
 import { UpstreamLeg, closedFailure } from './upstream.js'
 import type { UpstreamFailure } from './upstream.js'
 import { cork } from './ws-cork.js'
@@ -139,7 +139,7 @@ export class Session implements LiveSession {
 
   // ── LiveSession (admin API) ─────────────────────────────────────────────────
 
-  summary (): ConnectionSummary {
+  summary (): SessionSummary {
     const engine = this.#engine
     const activity = this.#activity
     return {
@@ -149,13 +149,15 @@ export class Session implements LiveSession {
       phase: this.#closing ? 'closing' : engine.phase,
       responseInProgress: engine.responseInProgress,
       activeResponseId: engine.activeResponseId,
-      upstream: { state: this.#upstream.state, sent: { ...activity.upstreamSent }, received: { ...activity.upstreamReceived } },
+      upstream: { state: this.#upstream.state, connects: 1, sent: { ...activity.upstreamSent }, received: { ...activity.upstreamReceived } },
       client: { sent: { ...activity.clientSent }, received: { ...activity.clientReceived } },
-      pending: engine.pending
+      pending: engine.pending,
+      tags: [],
+      usage: { responses: 0, inputTokens: 0, outputTokens: 0, inputAudioTokens: 0, outputAudioTokens: 0, cachedInputTokens: 0 }
     }
   }
 
-  detail (): ConnectionDetail {
+  detail (): SessionDetail {
     return { ...this.summary(), events: this.#activity.events() }
   }
 

@@ -15,7 +15,7 @@ const DOCKER = join(REPO, 'docker')
 const read = (path: string): string => readFileSync(join(REPO, path), 'utf8')
 
 /** The README's Configuration table (the OTEL_* row aside): names fixed by the contract. */
-const INTERFACE_VARIABLES = ['PORT', 'HOST', 'OPENAI_API_KEY', 'OPENAI_REALTIME_URL', 'OPENAI_REALTIME_MODEL', 'ADMIN_TOKEN', 'PROXY_AUTH_TOKENS', 'LOG_LEVEL']
+const INTERFACE_VARIABLES = ['PORT', 'HOST', 'OPENAI_API_KEY', 'OPENAI_REALTIME_URL', 'OPENAI_REALTIME_MODEL', 'ADMIN_TOKEN', 'PROXY_AUTH_TOKENS', 'LOG_LEVEL', 'REDIS_URL']
 const SECRETS = ['OPENAI_API_KEY', 'ADMIN_TOKEN', 'PROXY_AUTH_TOKENS']
 /** server.ts gives the drain this much beyond DRAIN_TIMEOUT_MS before close-with-grace gives up. */
 const DRAIN_MARGIN_MS = 10_000
@@ -23,6 +23,8 @@ const DRAIN_MARGIN_MS = 10_000
 interface Instruction { keyword: string, args: string }
 interface Service {
   image?: string
+  depends_on?: Record<string, { condition: string }>
+  healthcheck?: { test: string[] }
   environment?: Record<string, string | number | null>
   stop_grace_period?: string
   volumes?: string[]
@@ -81,6 +83,8 @@ t.test('Dockerfile: multi-stage build and run with the commands CI and package.j
   t.ok(runs(runtime).some((r) => /^npm ci --omit=dev( |$)/.test(r)), 'runtime stage: production dependencies only')
   t.ok(runtime.some((i) => i.keyword === 'COPY' && i.args === '--from=build /app/dist ./dist'), 'runtime stage: dist/ from the build stage')
   t.ok(runtime.some((i) => i.keyword === 'COPY' && i.args === 'openapi.yaml ./'), 'runtime stage: openapi.yaml at the package root, where plugins/admin.ts looks')
+  t.ok(runtime.some((i) => i.keyword === 'COPY' && i.args === 'web ./web'), 'runtime stage: web/ (the admin page) at the package root, where plugins/admin.ts looks')
+  t.ok((JSON.parse(read('package.json')) as { files: string[] }).files.includes('web'), 'and the npm package ships it too')
 
   const user = runtime.filter((i) => i.keyword === 'USER').at(-1)?.args
   t.ok(user !== undefined && !['root', '0'].includes(user), `runs as a non-root user (${user})`)
@@ -141,6 +145,14 @@ t.test('compose: nginx renders the template the load-balancer test uses, pointed
     t.equal(environment[variable], `${service}:${services[service]?.environment?.PORT}`, `${variable} is ${service} on its PORT`)
   }
   t.ok(lb.ports?.some((port) => port.endsWith(`:${environment.LB_LISTEN}`)), 'the published port is the one nginx listens on')
+
+  const blocked = /location ~ \^\/\(([a-z|]+)\)\(\/\|\$\) \{\s*return 404;/.exec(readFileSync(NGINX_TEMPLATE, 'utf8'))?.[1]?.split('|') ?? []
+  const openapi = parse(read('openapi.yaml')) as { paths: Record<string, Record<string, { tags?: string[] }>> }
+  const adminPaths = Object.entries(openapi.paths).filter(([, item]) => Object.values(item).some((operation) => operation.tags?.includes('admin'))).map(([path]) => path)
+  t.ok(adminPaths.length >= 5)
+  for (const path of [...adminPaths, '/metrics']) {
+    t.ok(blocked.includes(path.split('/')[1] ?? ''), `the balancer answers 404 for ${path} (admin and per-replica routes stay off it)`)
+  }
 })
 
 t.test('compose: logs go to an OpenTelemetry Collector, metrics to Prometheus', async (t) => {
@@ -164,4 +176,24 @@ t.test('compose: logs go to an OpenTelemetry Collector, metrics to Prometheus', 
   const job = promConfig.scrape_configs[0]
   t.equal(job.metrics_path, '/metrics')
   t.same(job.static_configs[0].targets, ['proxy-1', 'proxy-2'].map((s) => `${s}:${services[s]?.environment?.PORT}`), 'scrapes each replica directly')
+})
+
+t.test('compose: both replicas share one fleet registry that only they reach', async (t) => {
+  const urls = ['proxy-1', 'proxy-2'].map((name) => String(services[name]?.environment?.REDIS_URL ?? ''))
+  t.equal(urls[0], urls[1], 'the same REDIS_URL on both replicas')
+  const url = new URL(urls[0] ?? '')
+  t.equal(url.protocol, 'redis:')
+  const registry = services[url.hostname]
+  t.ok(registry !== undefined, `REDIS_URL names a service of the stack (${url.hostname})`)
+  t.match(registry?.image, /^(valkey\/valkey|redis):/, 'Valkey or Redis')
+  const command = registry?.command ?? []
+  t.equal(url.port, '6379', 'on the server\'s default port')
+  t.notOk(command.includes('--port'), 'which the command keeps')
+  t.same(command.slice(command.indexOf('--save'), command.indexOf('--save') + 2), ['--save', ''], 'nothing persisted: every replica rewrites its entries each second')
+  t.same(command.slice(command.indexOf('--appendonly'), command.indexOf('--appendonly') + 2), ['--appendonly', 'no'])
+  t.equal(registry?.ports, undefined, 'not published: whoever writes to it can close sessions')
+  t.match(registry?.healthcheck?.test.join(' '), /-cli ping$/)
+  for (const name of ['proxy-1', 'proxy-2']) {
+    t.equal(services[name]?.depends_on?.[url.hostname]?.condition, 'service_started', `${name} starts after it but does not wait for it (it serves without it)`)
+  }
 })

@@ -2,22 +2,27 @@
 // a real loopback socket.
 
 import Fastify, { type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
 import admin, { type AdminOptions } from '../../plugins/admin.js'
+import { Fleet } from '../../lib/fleet.js'
 import { createMetrics, type ProxyMetrics } from '../../lib/metrics.js'
-import { SessionRegistry, type ConnectionDetail, type ConnectionSummary, type LiveSession, type TimelineEvent, type TypeCounts } from '../../lib/registry.js'
+import { SessionRegistry, type LiveSession, type SessionDetail, type SessionSummary, type TimelineEvent, type TypeCounts } from '../../lib/registry.js'
 
 export interface FakeCounts {
   upstreamSent?: TypeCounts
   upstreamReceived?: TypeCounts
   clientSent?: TypeCounts
   clientReceived?: TypeCounts
+  tags?: string[]
 }
 
 /** A LiveSession with fixed counts that records how it was closed. */
 export class FakeSession implements LiveSession {
   readonly id: string
   readonly closes: Array<{ code: number, reason: string }> = []
-  counts: Required<FakeCounts>
+  counts: Required<Omit<FakeCounts, 'tags'>>
+  tags: string[]
+  responseInProgress = false
   events: TimelineEvent[] = [
     { at: '2025-01-01T00:00:00.000Z', direction: 'client->proxy', type: 'Settings' },
     { at: '2025-01-01T00:00:00.010Z', direction: 'proxy->upstream', type: 'session.update', eventId: 'evt_1' },
@@ -34,23 +39,26 @@ export class FakeSession implements LiveSession {
       clientSent: counts.clientSent ?? { Welcome: 1, SettingsApplied: 1, binary: 40 },
       clientReceived: counts.clientReceived ?? { Settings: 1, binary: 120 }
     }
+    this.tags = counts.tags ?? []
   }
 
-  summary (): ConnectionSummary {
+  summary (): SessionSummary {
     return {
       id: this.id,
       startedAt: '2025-01-01T00:00:00.000Z',
       remoteAddress: '127.0.0.1',
       phase: 'ready',
-      responseInProgress: false,
-      activeResponseId: null,
-      upstream: { state: 'open', sent: { ...this.counts.upstreamSent }, received: { ...this.counts.upstreamReceived } },
+      responseInProgress: this.responseInProgress,
+      activeResponseId: this.responseInProgress ? 'resp_1' : null,
+      upstream: { state: 'open', connects: 1, sent: { ...this.counts.upstreamSent }, received: { ...this.counts.upstreamReceived } },
       client: { sent: { ...this.counts.clientSent }, received: { ...this.counts.clientReceived } },
-      pending: { responseCreate: 0, sessionUpdate: 0, functionCalls: 0 }
+      pending: { responseCreate: 0, sessionUpdate: 0, functionCalls: 0 },
+      tags: [...this.tags],
+      usage: { responses: 2, inputTokens: 120, outputTokens: 80, inputAudioTokens: 40, outputAudioTokens: 60, cachedInputTokens: 10 }
     }
   }
 
-  detail (): ConnectionDetail {
+  detail (): SessionDetail {
     return { ...this.summary(), events: [...this.events] }
   }
 
@@ -66,22 +74,38 @@ export interface AdminServer {
   sessions: SessionRegistry
   metrics: ProxyMetrics
   ready: { value: boolean, draining: boolean }
+  fleet: Fleet | undefined
 }
 
-/** Builds a Fastify app with only the admin plugin and listens on loopback. */
-export async function startAdmin (options: Partial<Pick<AdminOptions, 'adminToken' | 'instanceId'>> = {}): Promise<AdminServer> {
+export interface StartAdminOptions extends Partial<Pick<AdminOptions, 'adminToken' | 'instanceId'>> {
+  /** Joins this fleet registry (short timings: writes every 100 ms, entries expire after 1 s). */
+  redisUrl?: string
+}
+
+/** Builds a Fastify app with only the admin plugin (and a fleet registry when asked) and listens on loopback. */
+export async function startAdmin (options: StartAdminOptions = {}): Promise<AdminServer> {
   const sessions = new SessionRegistry()
   const metrics = createMetrics(sessions)
   const ready = { value: true, draining: false }
-  const app = Fastify({ logger: false })
+  const instanceId = options.instanceId ?? 'test-instance'
+  // As the real app (app.ts): a closing server does not wait for clients to hang up.
+  const app = Fastify({ logger: false, forceCloseConnections: true })
+  const fleet = options.redisUrl === undefined
+    ? undefined
+    : new Fleet({ redisUrl: options.redisUrl, instance: instanceId, startedAt: new Date(), sessions, isReady: () => ready.value, logger: app.log as unknown as Logger, publishIntervalMs: 100, entryTtlMs: 1000 })
   await app.register(admin, {
     sessions,
     metrics,
-    instanceId: options.instanceId ?? 'test-instance',
+    instanceId,
     adminToken: options.adminToken,
     isReady: () => ready.value,
-    isDraining: () => ready.draining
+    isDraining: () => ready.draining,
+    ...(fleet === undefined ? {} : { fleet })
   })
+  if (fleet !== undefined) {
+    fleet.start()
+    app.addHook('onClose', async () => await fleet.stop())
+  }
   const url = await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, url, sessions, metrics, ready }
+  return { app, url, sessions, metrics, ready, fleet }
 }

@@ -30,6 +30,7 @@ export async function launchBrowser (t: Pick<Test, 'skip' | 'fail' | 'teardown'>
     '--use-fake-device-for-media-stream'
   ]
   if (options.fakeMicrophoneWav !== undefined) args.push(`--use-file-for-fake-audio-capture=${options.fakeMicrophoneWav}`)
+  // launch() gives the browser a fresh temporary profile and removes it on close (it refuses --user-data-dir).
   const browser = await chromium.launch({ executablePath, headless: true, args })
   t.teardown(async () => await browser.close())
   return browser
