@@ -20,7 +20,8 @@ const log = telemetry.logger
 let simulator: Simulator | undefined
 let upstreamUrl = config.upstreamUrl
 if (upstreamUrl === undefined) {
-  simulator = await startSimulator({ port: 0, host: '127.0.0.1' })
+  // Energy VAD: a real microphone (the page at /) drives turns on the simulator too.
+  simulator = await startSimulator({ port: 0, host: '127.0.0.1', script: { energyVad: true } })
   upstreamUrl = withModel(simulator.url, config.model)
   log.warn({ upstream: simulator.url }, '*** No OPENAI_API_KEY or OPENAI_REALTIME_URL set: serving the BUILT-IN REALTIME SIMULATOR, not OpenAI. Set OPENAI_API_KEY to talk to OpenAI. ***')
 }

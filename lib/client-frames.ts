@@ -20,8 +20,10 @@ export type ClientAction =
   | { kind: 'intent', intent: Intent, warnings: ServerMessage[] }
   /** Nothing to do (KeepAlive: OpenAI has no such event). */
   | { kind: 'none' }
-  /** The message is refused with this Error or Warning; nothing else happens. */
+  /** The message is refused with this Warning (or other reply); the session goes on. */
   | { kind: 'reply', message: ServerMessage }
+  /** The session cannot go on: this Error, then a close with this code and reason. */
+  | { kind: 'end', error: Extract<ServerMessage, { type: 'Error' }>, closeCode: number, reason: string }
 
 export interface DecodedFrame {
   /** What the message counts as in `/connections`: its `type`, or `invalid`. */

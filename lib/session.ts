@@ -187,6 +187,9 @@ export class Session implements LiveSession {
         for (const warning of action.warnings) this.#sendClient(warning)
         return this.#feedIntent(action.intent)
       case 'reply': return this.#sendClient(action.message)
+      case 'end':
+        this.#sendClient(action.error)
+        return this.#shutdown(action.closeCode, action.reason)
       case 'none':
     }
   }
