@@ -94,6 +94,9 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
   await app.register(realtime, {
     upstreamUrl: options.upstreamUrl,
     ...(config.openaiApiKey === undefined ? {} : { apiKey: config.openaiApiKey }),
+    apiKeyHeader: config.openaiAuthHeader,
+    models: config.models,
+    functionEndpointAllowlist: config.functionEndpointAllowlist,
     authTokens: config.proxyAuthTokens,
     allowedOrigins: config.allowedOrigins,
     ...Object.fromEntries(PLUGIN_LIMITS.map((row) => [row.option, config[row.option]])),
@@ -120,7 +123,7 @@ export async function buildApp (options: AppOptions): Promise<ProxyApp> {
       refuseUpgrades(app.server, Refusals.draining.code, Refusals.draining.message)
       app.log.info({ sessions: sessions.size, deadlineMs }, 'draining')
       const deadline = Date.now() + deadlineMs
-      while (Date.now() < deadline && [...sessions].some((s) => s.summary().responseInProgress)) {
+      while (Date.now() < deadline && [...sessions].some((s) => s.inTurn)) {
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
       for (const session of sessions) session.close(DRAIN_CLOSE_CODE, DRAIN_CLOSE_REASON)

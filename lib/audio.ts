@@ -14,11 +14,11 @@
 // Anything else (opus, mp3, flac, aac, containers…) is refused at Settings with an
 // AudioFormatError, rather than being streamed as noise.
 //
-// Defaults follow Deepgram's "Configure the Voice Agent" reference: input linear16 at
-// 16000 Hz, output linear16 at 24000 Hz, output container "none". The @deepgram/sdk
-// type docs say 24000 for input instead; DEFAULT_INPUT_FORMAT is the one place to
-// change should that prove to be Deepgram's behaviour. A missing, null or empty field
-// takes its default; G.711 without a sample_rate means 8000 Hz.
+// Defaults follow Deepgram's Voice Agent API specification (its AsyncAPI document, which
+// the SDKs' types are generated from): input linear16 at 24000 Hz, output linear16 at
+// 24000 Hz, output container "none". Deepgram's older "Configure the Voice Agent" page
+// still says 16000 Hz for input; the specification is the newer word. A missing, null or
+// empty field takes its default; G.711 without a sample_rate means 8000 Hz.
 //
 // Resampling is SpeexDSP's resampler in WebAssembly (see Pcm16Resampler): streaming,
 // stateful across frames, so output does not depend on how the input was split into
@@ -46,7 +46,7 @@ export const OPENAI_PCM_RATE = 24000
 export const G711_RATE = 8000
 export const MIN_LINEAR16_RATE = 8000
 export const MAX_LINEAR16_RATE = 96000
-export const DEFAULT_INPUT_FORMAT: Readonly<ClientAudioFormat> = { encoding: 'linear16', sampleRate: 16000 }
+export const DEFAULT_INPUT_FORMAT: Readonly<ClientAudioFormat> = { encoding: 'linear16', sampleRate: OPENAI_PCM_RATE }
 export const DEFAULT_OUTPUT_FORMAT: Readonly<ClientAudioFormat> = { encoding: 'linear16', sampleRate: OPENAI_PCM_RATE }
 
 const SUPPORTED = `linear16 (PCM16 mono, ${MIN_LINEAR16_RATE}–${MAX_LINEAR16_RATE} Hz; ` +

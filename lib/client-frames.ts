@@ -1,13 +1,16 @@
 // Client text frames → what the session does with them: an engine intent, a Settings
-// plan, nothing (KeepAlive), or a reply refusing the message. Pure: no sockets, no
-// state. "What happens to a FunctionCallResponse?" starts here (it becomes the
-// `functionResult` intent) and ends in the turn engine.
+// plan, nothing (KeepAlive), a Warning refusing the message (the session goes on), or
+// the end of the session (an Error, then a close: Deepgram's clients treat every Error
+// as the end). Pure: no sockets, no state. "What happens to a FunctionCallResponse?"
+// starts here (it becomes the `functionResult` intent) and ends in the turn engine.
 
 import type { EngineInput, InjectBehavior } from './engine/io.js'
-import { SettingsError, planSettings, speakFields, thinkFields } from './mapping.js'
-import type { SessionPlan } from './mapping.js'
+import type { FunctionEndpoint } from './functions.js'
+import { NO_CHOICES, SettingsError, listenFields, planSettings, speakFields, thinkFields } from './mapping.js'
+import type { SessionPlan, SettingsPolicy } from './mapping.js'
+import { CloseCode } from './protocol/codes.js'
 import type { ServerMessage, SettingsMessage } from './protocol/deepgram.js'
-import { CLIENT_MESSAGE_TYPES, ErrorCode, UNSUPPORTED_CLIENT_MESSAGE_TYPES, WarningCode, clientTypeBucket } from './protocol/deepgram.js'
+import { CLIENT_MESSAGE_TYPES, UNSUPPORTED_CLIENT_MESSAGE_TYPES, WarningCode, clientTypeBucket } from './protocol/deepgram.js'
 import { quoted } from './protocol/json.js'
 import { isObject } from './protocol/json.js'
 
@@ -16,8 +19,11 @@ export type Intent = EngineInput extends infer I ? I extends EngineInput ? Omit<
 
 export type ClientAction =
   | { kind: 'settings', plan: SessionPlan }
-  /** `warnings` go to the client before the intent is fed to the engine. */
-  | { kind: 'intent', intent: Intent, warnings: ServerMessage[] }
+  /**
+   * `warnings` go to the client before the intent is fed to the engine. `serverFunctions`
+   * (UpdateThink with functions): the functions the proxy now calls itself, by name.
+   */
+  | { kind: 'intent', intent: Intent, warnings: ServerMessage[], serverFunctions?: Map<string, FunctionEndpoint> }
   /** Nothing to do (KeepAlive: OpenAI has no such event). */
   | { kind: 'none' }
   /** The message is refused with this Warning (or other reply); the session goes on. */
@@ -33,17 +39,19 @@ export interface DecodedFrame {
   action: ClientAction
 }
 
-/** The bounds a text message is checked against before it is parsed. */
-export interface TextBounds {
+/** The bounds a text message is checked against before it is parsed, and what the operator lets clients choose. */
+export interface DecodeOptions {
   maxBytes: number
   maxDepth: number
+  /** Models and function endpoints clients may use; none when left out. */
+  policy?: SettingsPolicy
 }
 
 /**
  * Decodes one text frame. Its size and nesting are checked on the raw bytes first, so a
  * message over either bound is never parsed, stored or copied.
  */
-export function decodeClientText (data: Buffer, bounds: TextBounds): DecodedFrame {
+export function decodeClientText (data: Buffer, bounds: DecodeOptions): DecodedFrame {
   if (data.length > bounds.maxBytes) {
     return { type: 'invalid', recorded: false, action: warning(WarningCode.messageTooLarge, `A text message of ${data.length} bytes was dropped unread: the limit is ${bounds.maxBytes} bytes (MAX_CLIENT_MESSAGE_BYTES).`) }
   }
@@ -61,10 +69,13 @@ export function decodeClientText (data: Buffer, bounds: TextBounds): DecodedFram
   }
   let action: ClientAction
   try {
-    action = decodeMessage(message.type, message)
+    action = decodeMessage(message.type, message, bounds.policy ?? NO_CHOICES)
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error
-    action = { kind: 'reply', message: { type: 'Error', code: error.code, description: error.message } }
+    // Settings the proxy cannot serve leave nothing to go on with; a refused change leaves the session as it was.
+    action = message.type === 'Settings'
+      ? { kind: 'end', error: { type: 'Error', code: error.code, description: error.message }, closeCode: CloseCode.policy, reason: closeReason(error.code) }
+      : warning(error.code, error.message)
   }
   return { type: clientTypeBucket(message.type), recorded: true, action }
 }
@@ -94,10 +105,10 @@ export function nestingExceeds (data: Buffer, max: number): boolean {
   return false
 }
 
-function decodeMessage (type: string, message: Record<string, unknown>): ClientAction {
+function decodeMessage (type: string, message: Record<string, unknown>, policy: SettingsPolicy): ClientAction {
   switch (type) {
     case 'Settings':
-      return { kind: 'settings', plan: planSettings(message as SettingsMessage) }
+      return { kind: 'settings', plan: planSettings(message as SettingsMessage, policy) }
     case 'UpdatePrompt':
       if (typeof message.prompt !== 'string') return badField('UpdatePrompt', 'prompt', 'a string')
       return intent({ type: 'configure', fields: {}, ack: 'PromptUpdated', appendInstructions: message.prompt })
@@ -106,9 +117,16 @@ function decodeMessage (type: string, message: Record<string, unknown>): ClientA
       return intent({ type: 'configure', fields, ack: 'SpeakUpdated' }, warnings)
     }
     case 'UpdateThink': {
-      const { fields, warnings } = thinkFields(message.think)
-      return intent({ type: 'configure', fields, ack: 'ThinkUpdated' }, warnings)
+      const { fields, warnings, serverFunctions } = thinkFields(message.think, policy)
+      const action = intent({ type: 'configure', fields, ack: 'ThinkUpdated' }, warnings)
+      return serverFunctions === undefined ? action : { ...action, serverFunctions }
     }
+    case 'UpdateListen': {
+      const { fields, warnings } = listenFields(message.listen)
+      return intent({ type: 'configure', fields, ack: 'ListenUpdated' }, warnings)
+    }
+    case 'ForceEndTurn':
+      return intent({ type: 'forceEndTurn' })
     case 'InjectUserMessage':
       if (typeof message.content !== 'string' || message.content === '') return badField('InjectUserMessage', 'content', 'a non-empty string')
       return intent({ type: 'injectUser', content: message.content })
@@ -139,7 +157,7 @@ function countUpTo (data: Buffer, byte: number, limit: number): number {
   return count
 }
 
-function intent (value: Intent, warnings: ServerMessage[] = []): ClientAction {
+function intent (value: Intent, warnings: ServerMessage[] = []): Extract<ClientAction, { kind: 'intent' }> {
   return { kind: 'intent', intent: value, warnings }
 }
 
@@ -148,7 +166,12 @@ function warning (code: string, description: string): ClientAction {
 }
 
 function unparsable (description: string): ClientAction {
-  return { kind: 'reply', message: { type: 'Error', code: ErrorCode.unparsable, description } }
+  return warning(WarningCode.unparsable, description)
+}
+
+/** A close reason from an Error code: `UNSUPPORTED_AUDIO_FORMAT` → `unsupported audio format`. */
+function closeReason (code: string): string {
+  return code.toLowerCase().replaceAll('_', ' ')
 }
 
 function badField (type: string, field: string, expected: string): ClientAction {

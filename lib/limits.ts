@@ -107,8 +107,8 @@ export const LIMITS = [
     unit: 'count',
     scope: 'plugin',
     bounds: 'messages (`InjectUserMessage`, `Update*`, …) held before the session is configured',
-    trips: '`Error{code:"TOO_MANY_PENDING_MESSAGES"}` for each message beyond the bound. That message is dropped; the session goes on',
-    metric: '`dgproxy_client_errors_total{code="TOO_MANY_PENDING_MESSAGES"}`'
+    trips: '`Warning{code:"TOO_MANY_PENDING_MESSAGES"}` for each message beyond the bound. That message is dropped; the session goes on',
+    metric: '`dgproxy_client_warnings_total{code="TOO_MANY_PENDING_MESSAGES"}`'
   },
   {
     option: 'maxPromptChars',
@@ -195,6 +195,31 @@ export const LIMITS = [
     metric: '`dgproxy_client_errors_total{code="UPSTREAM_TOO_SLOW"}`'
   },
   {
+    option: 'upstreamRenewAfterMs',
+    env: 'UPSTREAM_RENEW_AFTER_MS',
+    default: 3_000_000,
+    min: 0,
+    max: 86_400_000,
+    unit: 'ms',
+    zeroIsOff: true,
+    scope: 'plugin',
+    bounds: 'the age of an upstream connection: at this age it is renewed at the first quiet moment (no response in progress, nobody speaking), with the conversation carried over. OpenAI ends its sessions at 60 minutes (renewed too)',
+    trips: 'nothing: the renewal is invisible (audio sent meanwhile is held and sent in order)',
+    metric: '`upstream.connects` in `/connections`'
+  },
+  {
+    option: 'upstreamReconnectAttempts',
+    env: 'UPSTREAM_RECONNECT_ATTEMPTS',
+    default: 3,
+    min: 0,
+    max: 100,
+    unit: 'count',
+    scope: 'plugin',
+    bounds: 'reconnect attempts after the upstream closes (1001 going away, 1011, 1012, 1013) or drops (1006, no pong) mid-session: the first at once, then 250 ms apart doubling, the conversation carried over. A connection lost within 30 s of coming back counts toward the same attempts',
+    trips: 'one `Warning{code:"UPSTREAM_RECONNECTED"}` per reconnect; when every attempt fails, the `Error` of the last failure and its close',
+    metric: '`dgproxy_client_warnings_total{code="UPSTREAM_RECONNECTED"}`'
+  },
+  {
     option: 'upstreamConnectTimeoutMs',
     env: 'UPSTREAM_CONNECT_TIMEOUT_MS',
     default: 10_000,
@@ -231,6 +256,30 @@ export const LIMITS = [
     bounds: 'client liveness: a ping every interval; a client that has not answered the previous ping when the next is due has vanished (a dead network path)',
     trips: 'nothing can reach it: its socket is dropped, and its upstream closed with it',
     metric: '`dgproxy_sessions_active` falls'
+  },
+  {
+    option: 'functionEndpointTimeoutMs',
+    env: 'FUNCTION_ENDPOINT_TIMEOUT_MS',
+    default: 10_000,
+    min: 100,
+    max: 120_000,
+    unit: 'ms',
+    scope: 'plugin',
+    bounds: 'one call of a server-side function\'s endpoint (see `FUNCTION_ENDPOINT_ALLOWLIST`), redirects and the answer\'s body included',
+    trips: 'the call is abandoned; the model gets `{"error":"the endpoint did not answer within … ms"}` as the function\'s output and can say so. The session goes on',
+    metric: ''
+  },
+  {
+    option: 'maxFunctionResponseBytes',
+    env: 'MAX_FUNCTION_RESPONSE_BYTES',
+    default: 64 * 1024,
+    min: 1024,
+    max: 16 * 1024 * 1024,
+    unit: 'bytes',
+    scope: 'plugin',
+    bounds: 'the answer of a server-side function\'s endpoint (read no further)',
+    trips: 'the model gets `{"error":"the endpoint\'s answer was larger than … bytes"}` as the function\'s output. The session goes on',
+    metric: ''
   },
   {
     option: 'drainTimeoutMs',

@@ -5,6 +5,7 @@
 // sessions that have ended.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Usage } from './engine/io.js'
 import type { SessionRegistry, SessionSummary, TypeCounts } from './registry.js'
 
 export interface ProxyMetrics {
@@ -26,6 +27,8 @@ export interface ProxyMetrics {
   clientWarning (code: string): void
   /** The proxy stopped reading a client because its upstream was backed up. */
   backpressurePause (): void
+  /** One response's token counts. */
+  tokens (usage: Usage): void
   droppedFrames (reason: string, count?: number): void
   /** e.g. 'max_sessions', 'auth', 'draining' */
   sessionRejected (reason: string): void
@@ -127,6 +130,12 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
     labelNames: ['code'],
     registers: [registry]
   })
+  const tokens = new Counter({
+    name: 'dgproxy_tokens_total',
+    help: 'Tokens of upstream responses (summed from response.done usage), by kind',
+    labelNames: ['kind'],
+    registers: [registry]
+  })
   const pauses = new Counter({
     name: 'dgproxy_backpressure_pauses_total',
     help: 'Times the proxy stopped reading a client because that session\'s upstream was backed up (MAX_UPSTREAM_BUFFERED_BYTES)',
@@ -169,6 +178,13 @@ export function createMetrics (sessions: SessionRegistry): ProxyMetrics {
     clientError: (code) => clientErrors.inc({ code: boundedLabel(errorCodes, code) }),
     clientWarning: (code) => clientWarnings.inc({ code: boundedLabel(warningCodes, code) }),
     backpressurePause: () => pauses.inc(),
+    tokens (usage) {
+      tokens.inc({ kind: 'input' }, usage.inputTokens)
+      tokens.inc({ kind: 'output' }, usage.outputTokens)
+      tokens.inc({ kind: 'input_audio' }, usage.inputAudioTokens)
+      tokens.inc({ kind: 'output_audio' }, usage.outputAudioTokens)
+      tokens.inc({ kind: 'cached_input' }, usage.cachedInputTokens)
+    },
     droppedFrames: (reason, count = 1) => dropped.inc({ reason }, count),
     sessionRejected: (reason) => sessionsRejected.inc({ reason })
   }

@@ -125,6 +125,8 @@ export interface LiveSession {
   readonly id: string
   summary (): SessionSummary
   detail (): SessionDetail
+  /** A turn is under way: a response in progress, or words the client has not been told yet (a drain waits for it). */
+  readonly inTurn: boolean
   /** Close both legs; the client gets a close frame with this code and reason. */
   close (code: number, reason: string): void
 }

@@ -22,17 +22,20 @@ import { ENGINE_EVENT_TYPES, timerKey } from './engine/io.js'
 import type { Command, EngineInput, Timer } from './engine/io.js'
 import type { PluginLimits } from './limits.js'
 import { watchLiveness } from './liveness.js'
-import type { SessionPlan } from './mapping.js'
+import { callEndpoint } from './functions.js'
+import type { FunctionEndpoint } from './functions.js'
+import { upstreamUrlFor } from './mapping.js'
+import type { SessionPlan, SettingsPolicy } from './mapping.js'
 import type { ProxyMetrics } from './metrics.js'
 import { CloseCode, CloseReason, truncateReason } from './protocol/codes.js'
 import type { ServerMessage } from './protocol/deepgram.js'
 import { ErrorCode, UNKNOWN_TYPE, WarningCode } from './protocol/deepgram.js'
-import { ECHO_CHARS, isObject, obj, str } from './protocol/json.js'
+import { ECHO_CHARS, isObject, obj, quoted, str } from './protocol/json.js'
 import { INPUT_AUDIO_APPEND, SERVER_EVENT_TYPES, UpstreamType, boundedId, upstreamCode } from './protocol/openai.js'
 import type { UpstreamEvent } from './protocol/openai.js'
 import type { LiveSession, SessionDetail, SessionSummary } from './registry.js'
 import { UpstreamLeg, closedFailure } from './upstream.js'
-import type { UpstreamFailure } from './upstream.js'
+import type { ApiKeyHeader, UpstreamFailure } from './upstream.js'
 import { cork } from './ws-cork.js'
 
 /** The per-session limits (lib/limits.ts has them all, with their defaults and what a client sees when each trips). */
@@ -48,6 +51,10 @@ export interface SessionOptions extends SessionLimits {
   metrics: ProxyMetrics
   upstreamUrl: string
   apiKey: string | undefined
+  /** Default: the header the upstream URL's host takes (api-key for Azure OpenAI). */
+  apiKeyHeader?: ApiKeyHeader
+  /** The operator's choices a client's Settings may make: models, function endpoints. */
+  policy: SettingsPolicy
   /** Watchdog timings (the held-message bound is a limit: maxHeldMessages). */
   engine?: EngineTimings
   /** Called once, after both legs are closed. */
@@ -73,9 +80,21 @@ export class Session implements LiveSession {
   readonly id = randomUUID()
   readonly startedAt = new Date()
   readonly #o: SessionOptions
-  readonly #log: Logger
+  #log: Logger
   readonly #client: WebSocket
-  readonly #upstream: UpstreamLeg
+  /** The upstream connection in use; a renewal or a reconnect replaces it. */
+  #upstream: UpstreamLeg
+  /** Every upstream connection not closed yet (a replaced one may still be closing). */
+  readonly #legs = new Set<UpstreamLeg>()
+  #connects = 0
+  /** The upstream URL in use: the operator's, with the model the first Settings chose. */
+  #upstreamUrl: string
+  /** Server-side functions' endpoints, by name (as the latest Settings or UpdateThink declared them). */
+  #endpoints = new Map<string, FunctionEndpoint>()
+  /** Aborts the endpoint calls in flight when the session ends. */
+  #calls: AbortController | undefined
+  /** The next connection, while it waits for its backoff. */
+  #connectTimer: NodeJS.Timeout | undefined
   readonly #engine: TurnEngine
   readonly #activity = new SessionActivity()
   readonly #timers = new Map<string, NodeJS.Timeout>()
@@ -88,6 +107,12 @@ export class Session implements LiveSession {
   /** What the converters were built for: a later Settings keeps a converter (its carried byte, its filter state) unless its format changed. */
   #inputFormat: ClientAudioFormat | undefined
   #outputFormat: ClientAudioFormat | undefined
+  /** Bytes per ms of the agent's audio as the upstream sends it (PCM16 at 24 kHz, or G.711). */
+  #upstreamAudioBytesPerMs = 48
+  #tags: string[] = []
+  /** How the session ended, for its summary record. */
+  #ended: { code: number, reason: string } | undefined
+  #conflicts = 0
   #appendSeq = 0
   #closing = false
   #finished = false
@@ -102,6 +127,7 @@ export class Session implements LiveSession {
 
   constructor (options: SessionOptions) {
     this.#o = options
+    this.#upstreamUrl = options.upstreamUrl
     this.#client = options.client
     this.#log = options.logger.child({ sessionId: this.id, ...options.logBindings })
     this.#engine = new TurnEngine({
@@ -109,6 +135,8 @@ export class Session implements LiveSession {
       maxHeldIntents: options.maxHeldMessages,
       maxPromptChars: options.maxPromptChars,
       maxQueuedResponses: options.maxQueuedResponses,
+      renewAfterMs: options.upstreamRenewAfterMs,
+      reconnectAttempts: options.upstreamReconnectAttempts,
       idPrefix: `${this.id.slice(0, 8)}_`
     })
     this.#client.on('message', this.#guard((data: RawData, isBinary: boolean) => this.#onClientFrame(data, isBinary)))
@@ -121,20 +149,34 @@ export class Session implements LiveSession {
       this.#log.info('client did not answer a ping: dropping the session')
       this.#client.terminate()
     }))
-    this.#upstream = new UpstreamLeg({
-      url: options.upstreamUrl,
-      apiKey: options.apiKey,
-      maxFrameBytes: options.maxUpstreamFrameBytes,
-      connectTimeoutMs: options.upstreamConnectTimeoutMs,
-      pingIntervalMs: options.upstreamPingIntervalMs,
+    this.#upstream = this.#openUpstream()
+  }
+
+  /** A new upstream connection; events of one that was replaced meanwhile are ignored. */
+  #openUpstream (): UpstreamLeg {
+    const o = this.#o
+    this.#connects++
+    const leg: UpstreamLeg = new UpstreamLeg({
+      url: this.#upstreamUrl,
+      apiKey: o.apiKey,
+      ...(o.apiKeyHeader !== undefined && { apiKeyHeader: o.apiKeyHeader }),
+      maxFrameBytes: o.maxUpstreamFrameBytes,
+      connectTimeoutMs: o.upstreamConnectTimeoutMs,
+      pingIntervalMs: o.upstreamPingIntervalMs,
       onOpen: this.#guard(() => {
-        if (this.#engine.phase === 'ready') this.#flushHeldAudio()
+        if (leg !== this.#upstream) return
+        if (this.#connects > 1) this.#feed({ type: 'upstreamOpened', at: performance.now() })
+        if (this.#engine.audioFlows) this.#flushHeldAudio()
       }),
-      onFrame: this.#guard((data: RawData, isBinary: boolean) => this.#onUpstreamFrame(data, isBinary)),
-      onFailure: this.#guard((failure: UpstreamFailure) => this.#upstreamFailed(failure)),
+      onFrame: this.#guard((data: RawData, isBinary: boolean) => {
+        if (leg === this.#upstream) this.#onUpstreamFrame(data, isBinary)
+      }),
+      onFailure: this.#guard((failure: UpstreamFailure) => this.#upstreamFailed(leg, failure)),
       onSocketError: this.#guard((error: Error) => this.#log.warn({ errorCode: (error as Error & { code?: string }).code, reason: error.message }, 'upstream socket error')),
-      onClose: this.#guard((code: number) => this.#onUpstreamClose(code))
+      onClose: this.#guard((code: number) => this.#onUpstreamClose(leg, code))
     })
+    this.#legs.add(leg)
+    return leg
   }
 
   // ── LiveSession (admin API) ─────────────────────────────────────────────────
@@ -149,12 +191,16 @@ export class Session implements LiveSession {
       phase: this.#closing ? 'closing' : engine.phase,
       responseInProgress: engine.responseInProgress,
       activeResponseId: engine.activeResponseId,
-      upstream: { state: this.#upstream.state, connects: 1, sent: { ...activity.upstreamSent }, received: { ...activity.upstreamReceived } },
+      upstream: { state: this.#upstream.state, connects: this.#connects, sent: { ...activity.upstreamSent }, received: { ...activity.upstreamReceived } },
       client: { sent: { ...activity.clientSent }, received: { ...activity.clientReceived } },
       pending: engine.pending,
-      tags: [],
-      usage: { responses: 0, inputTokens: 0, outputTokens: 0, inputAudioTokens: 0, outputAudioTokens: 0, cachedInputTokens: 0 }
+      tags: [...this.#tags],
+      usage: { ...engine.usage }
     }
+  }
+
+  get inTurn (): boolean {
+    return this.#engine.inTurn
   }
 
   detail (): SessionDetail {
@@ -177,7 +223,7 @@ export class Session implements LiveSession {
       return
     }
     if (this.#flooding()) return
-    const frame = decodeClientText(toBuffer(data), { maxBytes: this.#o.maxClientMessageBytes, maxDepth: this.#o.maxClientJsonDepth })
+    const frame = decodeClientText(toBuffer(data), { maxBytes: this.#o.maxClientMessageBytes, maxDepth: this.#o.maxClientJsonDepth, policy: this.#o.policy })
     this.#activity.count(this.#activity.clientReceived, frame.type)
     if (frame.recorded) this.#activity.record('client->proxy', frame.type)
     const { action } = frame
@@ -185,6 +231,10 @@ export class Session implements LiveSession {
       case 'settings': return this.#onSettings(action.plan)
       case 'intent':
         for (const warning of action.warnings) this.#sendClient(warning)
+        if (action.serverFunctions !== undefined && action.intent.type === 'configure') {
+          this.#endpoints = action.serverFunctions
+          return this.#feedIntent({ ...action.intent, serverFunctions: [...action.serverFunctions.keys()] })
+        }
         return this.#feedIntent(action.intent)
       case 'reply': return this.#sendClient(action.message)
       case 'end':
@@ -204,13 +254,53 @@ export class Session implements LiveSession {
       this.#outputFormat = plan.output
       this.#output = new OutputAudioConverter(plan.output)
     }
+    this.#upstreamAudioBytesPerMs = plan.output.encoding === 'linear16' ? 48 : 8
+    if (this.#engine.phase === 'awaiting_settings') {
+      if (plan.tags.length > 0) {
+        // Tags label every later line of this session (they come with the first Settings).
+        this.#tags = plan.tags
+        this.#log = this.#log.child({ tags: plan.tags })
+      }
+      if (plan.model !== undefined) this.#useModel(plan.model)
+    }
+    this.#endpoints = plan.serverFunctions
+    const serverFunctions = [...plan.serverFunctions.keys()]
     this.#feedIntent(plan.greeting === undefined
-      ? { type: 'settings', fields: plan.fields, context: plan.context }
-      : { type: 'settings', fields: plan.fields, context: plan.context, greeting: plan.greeting })
+      ? { type: 'settings', fields: plan.fields, context: plan.context, history: plan.history, serverFunctions }
+      : { type: 'settings', fields: plan.fields, context: plan.context, greeting: plan.greeting, history: plan.history, serverFunctions })
+  }
+
+  /**
+   * The first Settings chose the model (OPENAI_REALTIME_MODELS): the upstream opened at the
+   * upgrade is replaced by one for that model, before anything is sent on it.
+   */
+  #useModel (model: string): void {
+    const url = upstreamUrlFor(this.#o.upstreamUrl, model)
+    if (url === this.#upstreamUrl) return
+    this.#upstreamUrl = url
+    const old = this.#upstream
+    old.retired = true
+    old.close(1000, 'another model was chosen')
+    this.#upstream = this.#openUpstream()
+  }
+
+  /** A server-side function: its endpoint is called, and its output goes to the engine like a client's answer. */
+  #callFunction (callId: string, name: string, args: string): void {
+    const endpoint = this.#endpoints.get(name)
+    this.#calls ??= new AbortController()
+    const output = endpoint === undefined
+      ? Promise.resolve(JSON.stringify({ error: 'this function is no longer declared' }))
+      : callEndpoint(endpoint, args, { allowlist: this.#o.policy.functionEndpoints, timeoutMs: this.#o.functionEndpointTimeoutMs, maxResponseBytes: this.#o.maxFunctionResponseBytes, signal: this.#calls.signal })
+    output.then(this.#guard((text: string) => {
+      if (this.#closing) return
+      const failure = failureOf(text)
+      if (failure !== undefined) this.#sendClient({ type: 'Warning', code: WarningCode.functionCallFailed, description: `Function ${quoted(name)} failed: ${quoted(failure)}. The model was told.` })
+      this.#feed({ type: 'functionResult', at: performance.now(), callId, output: text, serverSide: true })
+    }))
   }
 
   #onClientAudio (chunk: Buffer): void {
-    if (this.#engine.phase !== 'ready' || !this.#upstream.isOpen) {
+    if (!this.#engine.audioFlows || !this.#upstream.isOpen) {
       if (this.#heldAudioBytes + chunk.length > this.#o.maxPendingAudioBytes) {
         this.#o.metrics.droppedFrames('audio_before_ready')
         if (!this.#warnedHeldAudio) {
@@ -244,24 +334,43 @@ export class Session implements LiveSession {
 
   // ── upstream → proxy ────────────────────────────────────────────────────────
 
-  #upstreamFailed (failure: UpstreamFailure): void {
-    if (this.#closing) return
+  /** A connection failed: before it opened (refused, unreachable) or after (a protocol fault, no pong). The engine decides what follows. */
+  #upstreamFailed (leg: UpstreamLeg, failure: UpstreamFailure): void {
+    if (this.#closing || leg !== this.#upstream || leg.retired) return
     this.#log.warn({ errorCode: failure.code }, failure.description)
-    this.#sendClient({ type: 'Error', code: failure.code, description: failure.description })
-    this.#shutdown(failure.closeCode, failure.reason)
+    const opened = leg.state !== 'connecting'
+    leg.retired = true
+    this.#feed(opened
+      ? { type: 'upstreamLost', at: performance.now(), closeCode: undefined, failure }
+      : { type: 'upstreamConnectFailed', at: performance.now(), failure })
   }
 
-  #onUpstreamClose (code: number): void {
-    if (this.#closing) {
+  #onUpstreamClose (leg: UpstreamLeg, code: number): void {
+    this.#legs.delete(leg)
+    if (this.#closing || leg !== this.#upstream || leg.retired) {
       this.#maybeFinish()
       return
     }
-    this.#feed({ type: 'upstreamClosed', at: performance.now() })
-    // The session's end is the upstream's: say why, then close with a matching code.
+    leg.retired = true
     const failure = closedFailure(code)
     this.#log.info({ errorCode: failure.code, upstreamCloseCode: code }, 'upstream closed')
-    this.#sendClient({ type: 'Error', code: failure.code, description: failure.description })
-    this.#shutdown(failure.closeCode, failure.reason)
+    this.#feed({ type: 'upstreamLost', at: performance.now(), closeCode: code, failure })
+  }
+
+  /** The engine wants a new upstream connection (a renewal, or a reconnect after a backoff). */
+  #reconnect (delayMs: number, reason: 'renew' | 'reconnect'): void {
+    clearTimeout(this.#connectTimer)
+    this.#connectTimer = setTimeout(this.#guard(() => {
+      this.#connectTimer = undefined
+      if (this.#closing) return
+      const old = this.#upstream
+      old.retired = true
+      old.close(1000, reason === 'renew' ? 'renewing the session' : 'replaced')
+      this.#activity.record('proxy->upstream', 'upstream.connect', { code: reason })
+      this.#log.info({ reason, connects: this.#connects + 1 }, 'opening a new upstream connection')
+      this.#upstream = this.#openUpstream()
+    }), delayMs)
+    this.#connectTimer.unref()
   }
 
   #onUpstreamFrame (data: RawData, isBinary: boolean): void {
@@ -314,18 +423,24 @@ export class Session implements LiveSession {
     this.#activity.count(this.#activity.upstreamReceived, AUDIO_DELTA_TYPE)
     this.#activity.recordAudio(AUDIO_STREAMS.upstreamIn, (delta.length * 3) >>> 2, boundedId(responseId))
     if (this.#output === undefined) return
+    const ms = ((delta.length * 3) >>> 2) / this.#upstreamAudioBytesPerMs
     if (responseId !== this.#engine.audibleResponse) {
       // Another response's first audio (or a muted one's): the engine decides.
       this.#feed({ type: 'agentAudio', at: performance.now(), responseId })
-      if (responseId !== this.#engine.audibleResponse) return
+      if (responseId !== this.#engine.audibleResponse) {
+        this.#engine.noteAudio(responseId, ms, false)
+        return
+      }
     }
     const audio = this.#output.push(delta)
-    if (audio.length === 0) return
-    if (this.#clientBackedUp()) {
+    if (audio.length > 0 && this.#clientBackedUp()) {
+      this.#engine.noteAudio(responseId, ms, false)
       this.#o.metrics.droppedFrames('slow_client')
       this.#activity.recordAudio(AUDIO_STREAMS.clientDropped, audio.length)
       return
     }
+    this.#engine.noteAudio(responseId, ms, true)
+    if (audio.length === 0) return
     this.#activity.count(this.#activity.clientSent, 'binary')
     this.#activity.recordAudio(AUDIO_STREAMS.clientOut, audio.length, boundedId(responseId))
     cork(this.#client)
@@ -370,6 +485,12 @@ export class Session implements LiveSession {
       case 'close':
         this.#shutdown(command.code, command.reason)
         return
+      case 'connectUpstream':
+        this.#reconnect(command.delayMs, command.reason)
+        return
+      case 'callFunction':
+        this.#callFunction(command.callId, command.name, command.arguments)
+        return
       case 'log':
         this.#log[command.level](command.fields ?? {}, command.msg)
         return
@@ -377,8 +498,11 @@ export class Session implements LiveSession {
         switch (command.name) {
           case 'queueWait': return this.#o.metrics.queueWait(command.seconds)
           case 'responseDone': return this.#o.metrics.responseDone(command.status)
-          case 'conflict': return this.#o.metrics.activeResponseConflict()
+          case 'conflict':
+            this.#conflicts++
+            return this.#o.metrics.activeResponseConflict()
           case 'timeToFirstAudio': return this.#o.metrics.timeToFirstAudio(command.seconds)
+          case 'tokens': return this.#o.metrics.tokens(command.usage)
         }
     }
   }
@@ -528,6 +652,7 @@ export class Session implements LiveSession {
 
   #onClientClose (code: number, reason: Buffer): void {
     this.#log.info({ clientCloseCode: code, reason: reason.toString('utf8', 0, ECHO_CHARS) }, CloseReason.clientClosed)
+    this.#ended ??= { code, reason: CloseReason.clientClosed }
     this.#shutdown(CloseCode.normal, CloseReason.clientClosed)
   }
 
@@ -538,11 +663,12 @@ export class Session implements LiveSession {
   #shutdown (code: number, reason: string): void {
     if (!this.#closing) {
       this.#closing = true
+      this.#ended ??= { code, reason }
       this.#releaseTimers()
       this.#heldAudio = []
       this.#heldAudioBytes = 0
       this.#feed({ type: 'upstreamClosed', at: performance.now() })
-      this.#upstream.close(1000, 'client session ended')
+      for (const leg of this.#legs) leg.close(1000, 'client session ended')
       if (this.#client.readyState === WebSocket.OPEN) this.#client.close(code, truncateReason(reason))
     }
     this.#maybeFinish()
@@ -552,15 +678,44 @@ export class Session implements LiveSession {
     for (const timer of this.#timers.values()) clearTimeout(timer)
     this.#timers.clear()
     clearInterval(this.#clientPing)
+    clearTimeout(this.#connectTimer)
+    this.#calls?.abort()
     if (this.#backpressure !== undefined) this.#resumeReadingClient()
   }
 
   #maybeFinish (): void {
     if (this.#finished) return
     const clientDone = this.#client.readyState === WebSocket.CLOSED
-    if (!clientDone || !this.#upstream.isClosed) return // whichever leg closes last calls back here
+    if (!clientDone || [...this.#legs].some((leg) => !leg.isClosed)) return // whichever leg closes last calls back here
     this.#finished = true
+    this.#logSummary()
     this.#o.onClosed(this)
+  }
+
+  /** One record per session, at its end: what it was, what it cost. */
+  #logSummary (): void {
+    const usage = this.#engine.usage
+    this.#log.info({
+      durationMs: Math.round(Date.now() - this.startedAt.getTime()),
+      closeCode: this.#ended?.code,
+      closeReason: this.#ended?.reason,
+      responses: usage.responses,
+      usage: { ...usage },
+      conflicts: this.#conflicts,
+      upstreamConnections: this.#connects,
+      tags: this.#tags
+    }, 'session summary')
+  }
+}
+
+/** What went wrong, if an endpoint's output reports a failure (`{"error": "…"}`, as callEndpoint words them). */
+function failureOf (output: string): string | undefined {
+  if (!output.startsWith('{"error"')) return undefined
+  try {
+    const parsed: unknown = JSON.parse(output)
+    return isObject(parsed) && typeof parsed.error === 'string' ? parsed.error : undefined
+  } catch {
+    return undefined
   }
 }
 

@@ -76,9 +76,20 @@ export function closedFailure (code: number): UpstreamFailure {
   return { code: ErrorCode.upstreamClosed, description, closeCode, reason: `upstream closed (${code})` }
 }
 
+/** How the API key goes upstream: `Authorization: Bearer <key>` (OpenAI) or `api-key: <key>` (Azure OpenAI). */
+export type ApiKeyHeader = 'authorization' | 'api-key'
+export const API_KEY_HEADERS: readonly ApiKeyHeader[] = ['authorization', 'api-key']
+
+/** The header an upstream URL takes its key in: Azure OpenAI's hosts (`*.openai.azure.com`) want `api-key`. */
+export function apiKeyHeaderFor (url: string): ApiKeyHeader {
+  return URL.canParse(url) && new URL(url).hostname.toLowerCase().endsWith('.openai.azure.com') ? 'api-key' : 'authorization'
+}
+
 export interface UpstreamLegOptions {
   url: string
   apiKey: string | undefined
+  /** Default: the one the URL's host takes (apiKeyHeaderFor). */
+  apiKeyHeader?: ApiKeyHeader
   maxFrameBytes: number
   connectTimeoutMs: number
   pingIntervalMs: number
@@ -93,6 +104,8 @@ export interface UpstreamLegOptions {
 
 export class UpstreamLeg {
   state: UpstreamState = 'connecting'
+  /** Set by the session once this connection no longer serves it (replaced, or lost): its events are ignored. */
+  retired = false
   readonly #ws: WebSocket
   /** What was sent before the socket opened, in order. */
   #outbox: string[] = []
@@ -100,7 +113,10 @@ export class UpstreamLeg {
 
   constructor (o: UpstreamLegOptions) {
     const headers: Record<string, string> = {}
-    if (o.apiKey !== undefined) headers.Authorization = `Bearer ${o.apiKey}`
+    if (o.apiKey !== undefined) {
+      if ((o.apiKeyHeader ?? apiKeyHeaderFor(o.url)) === 'api-key') headers['api-key'] = o.apiKey
+      else headers.Authorization = `Bearer ${o.apiKey}`
+    }
     const ws = new WebSocket(o.url, {
       headers,
       maxPayload: o.maxFrameBytes,

@@ -12,24 +12,34 @@ import websocket from '@fastify/websocket'
 import type { Logger } from 'pino'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { EngineTimings } from '../lib/engine/engine.js'
+import { EndpointAllowlist } from '../lib/functions.js'
 import { LIMIT_DEFAULTS, PLUGIN_LIMITS, limitProblem } from '../lib/limits.js'
 import type { PluginLimits } from '../lib/limits.js'
 import { createMetrics } from '../lib/metrics.js'
 import type { ProxyMetrics } from '../lib/metrics.js'
 import { CLOSE_HANDSHAKE_TIMEOUT_MS, CLOSE_TIMEOUT_OPTION, CloseCode, CloseReason, Refusals } from '../lib/protocol/codes.js'
 import type { Refusal } from '../lib/protocol/codes.js'
+import type { SettingsPolicy } from '../lib/mapping.js'
 import { SessionRegistry } from '../lib/registry.js'
 import { digest, matchesAny } from '../lib/secrets.js'
 import { Session } from '../lib/session.js'
 import { traceContextFrom } from '../lib/telemetry.js'
+import { API_KEY_HEADERS } from '../lib/upstream.js'
+import type { ApiKeyHeader } from '../lib/upstream.js'
 
 export const CONVERSE_PATH = '/v1/agent/converse'
 
 export interface RealtimeOptions extends Partial<PluginLimits> {
   /** Upstream WebSocket URL including `?model=`. */
   upstreamUrl: string
-  /** Sent upstream as `Authorization: Bearer …`; never logged. */
+  /** Sent upstream as `Authorization: Bearer …` (or `api-key: …`, see apiKeyHeader); never logged. */
   apiKey?: string
+  /** `authorization` or `api-key` (Azure OpenAI); default: `api-key` for `*.openai.azure.com` URLs. */
+  apiKeyHeader?: ApiKeyHeader
+  /** Models a client's Settings may choose (`agent.think.provider.model`); the first is the default. Default: the URL's model only. */
+  models?: string[]
+  /** URL prefixes server-side functions (`functions[].endpoint`) may call; empty = none, they go to the client. */
+  functionEndpointAllowlist?: string[]
   /** Tokens a client must present; empty = no client auth. */
   authTokens?: string[]
   /** Allowed `Origin` values for browser clients; empty = any. */
@@ -44,6 +54,8 @@ export interface RealtimeOptions extends Partial<PluginLimits> {
 }
 
 const AUTH_SCHEMES = ['token', 'bearer']
+/** The v5 SDK's browser bundle also offers `x-deepgram-session-id, <uuid>`. */
+const SESSION_ID_PROTOCOL = 'x-deepgram-session-id'
 
 /** What a client sees when the server shuts down under it. */
 export const SHUTDOWN_CLOSE_CODE = CloseCode.goingAway
@@ -60,6 +72,10 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   const limits = { ...LIMIT_DEFAULTS }
   for (const row of PLUGIN_LIMITS) limits[row.option] = options[row.option] ?? row.default
   const { maxSessions, maxClientFrameBytes, ...sessionLimits } = limits
+  const policy: SettingsPolicy = {
+    models: options.models ?? [],
+    functionEndpoints: EndpointAllowlist.parse(options.functionEndpointAllowlist ?? [], 'functionEndpointAllowlist')
+  }
 
   let lastSessionEnded: (() => void) | undefined
 
@@ -85,8 +101,9 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
         maxPayload: maxClientFrameBytes,
         perMessageDeflate: false,
         // Browsers authenticate with `Sec-WebSocket-Protocol: token, <key>`: select the
-        // scheme, never the secret, or the browser aborts the handshake.
-        handleProtocols: (protocols: Set<string>) => AUTH_SCHEMES.find((scheme) => protocols.has(scheme)) ?? false,
+        // scheme, never the secret, exactly as offered (`Token` too), or the browser aborts
+        // the handshake. An offer with nothing to select was refused before the upgrade.
+        handleProtocols: (protocols: Set<string>) => selectedProtocol([...protocols]) ?? false,
         ...CLOSE_TIMEOUT_OPTION
       },
       preClose: closeSessions
@@ -106,7 +123,8 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
     }
   }, (socket, request) => {
     const trace = traceContextFrom(request.headers.traceparent)
-    const session = new Session({
+    // `policy` and `apiKeyHeader` are for the session to read once it takes them.
+    const sessionOptions = {
       client: socket,
       remoteAddress: request.socket.remoteAddress ?? 'unknown',
       // Fastify's logger is pino (the app passes one in); sessions use pino's full API.
@@ -116,15 +134,18 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
       metrics,
       upstreamUrl: options.upstreamUrl,
       apiKey: options.apiKey,
+      ...(options.apiKeyHeader === undefined ? {} : { apiKeyHeader: options.apiKeyHeader }),
+      policy,
       ...sessionLimits,
       engine: options.engine,
-      onClosed: (closed) => {
+      onClosed: (closed: Session) => {
         sessions.delete(closed.id)
         metrics.sessionEnded(closed.summary())
         fastify.log.info({ sessionId: closed.id }, 'session ended')
         if (sessions.size === 0) lastSessionEnded?.()
       }
-    })
+    }
+    const session = new Session(sessionOptions)
     sessions.add(session)
     metrics.sessionStarted()
     fastify.log.info({ sessionId: session.id, remoteAddress: request.socket.remoteAddress }, 'session started')
@@ -135,6 +156,8 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
     const origin = request.headers.origin
     if (allowedOrigins.length > 0 && origin !== undefined && !allowedOrigins.includes(origin)) return Refusals.origin
     if (tokens.length > 0 && !presentsValidToken(request.raw, tokens)) return Refusals.auth
+    const offered = offeredProtocols(request.raw)
+    if (offered.length > 0 && selectedProtocol(offered) === undefined) return Refusals.subprotocol
     if (sessions.size >= maxSessions) return Refusals.tooManySessions(maxSessions)
     return undefined
   }
@@ -147,7 +170,8 @@ function checkOptions (options: RealtimeOptions): void {
     problems.push('`upstreamUrl`, the OpenAI Realtime WebSocket URL (ws:// or wss://)')
   }
   if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey === '')) problems.push('`apiKey` as a non-empty string, or leave it out')
-  for (const name of ['authTokens', 'allowedOrigins'] as const) {
+  if (options.apiKeyHeader !== undefined && !API_KEY_HEADERS.includes(options.apiKeyHeader)) problems.push(`\`apiKeyHeader\` as one of ${API_KEY_HEADERS.join(', ')}, or leave it out`)
+  for (const name of ['authTokens', 'allowedOrigins', 'models', 'functionEndpointAllowlist'] as const) {
     const value = options[name]
     if (value !== undefined && (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && item !== ''))) {
       problems.push(`\`${name}\` as an array of non-empty strings`)
@@ -158,6 +182,13 @@ function checkOptions (options: RealtimeOptions): void {
     if (value === undefined) continue
     const problem = limitProblem(row, value)
     if (problem !== undefined) problems.push(`\`${row.option}\` as ${problem}`)
+  }
+  if (Array.isArray(options.functionEndpointAllowlist) && options.functionEndpointAllowlist.every((item) => typeof item === 'string')) {
+    try {
+      EndpointAllowlist.parse(options.functionEndpointAllowlist, '`functionEndpointAllowlist`')
+    } catch (error) {
+      problems.push((error as Error).message.replace(' takes ', ' as '))
+    }
   }
   if (options.engine !== undefined) {
     if (typeof options.engine !== 'object' || options.engine === null) {
@@ -188,6 +219,20 @@ export function refuseUpgrades (server: Server, code: string, message: string): 
   })
 }
 
+/** The subprotocols a client offers, in order. */
+function offeredProtocols (request: IncomingMessage): string[] {
+  return (request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')
+}
+
+/**
+ * The subprotocol to select, exactly as offered: the auth scheme (`token`, `bearer`, in
+ * any case), else the SDK's session-id marker; never a secret. Undefined: nothing to select.
+ */
+export function selectedProtocol (offered: readonly string[]): string | undefined {
+  return offered.find((protocol) => AUTH_SCHEMES.includes(protocol.toLowerCase())) ??
+    offered.find((protocol) => protocol.toLowerCase() === SESSION_ID_PROTOCOL)
+}
+
 /** The client's token, from the header, the subprotocol list or the query, in that order. */
 export function clientToken (request: IncomingMessage): string | undefined {
   const authorization = request.headers.authorization
@@ -195,7 +240,7 @@ export function clientToken (request: IncomingMessage): string | undefined {
     const match = /^(token|bearer)\s+(\S+)$/i.exec(authorization.trim())
     if (match !== null) return match[2]
   }
-  const protocols = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter((p) => p !== '')
+  const protocols = offeredProtocols(request)
   const scheme = protocols.findIndex((p) => AUTH_SCHEMES.includes(p.toLowerCase()))
   if (scheme >= 0 && protocols[scheme + 1] !== undefined) return protocols[scheme + 1]
   const query = new URL(request.url ?? '/', 'http://localhost').searchParams.get('token')

@@ -102,9 +102,10 @@ t.test('format mapping', async (t) => {
     t.same(toOpenAIFormat({ sample_rate: 48000 }, direction).client, linear16(48000), 'encoding defaults to linear16')
   }
 
-  t.same(toOpenAIFormat(undefined, 'input'), { upstream: pcm, client: linear16(16000) }, 'input default: linear16 @ 16000')
-  t.same(toOpenAIFormat({}, 'input').client, linear16(16000))
-  t.same(toOpenAIFormat({ encoding: 'linear16' }, 'input').client, linear16(16000))
+  // Deepgram's specification (the AsyncAPI document the SDKs' types come from): 24000 Hz.
+  t.same(toOpenAIFormat(undefined, 'input'), { upstream: pcm, client: linear16(24000) }, 'input default: linear16 @ 24000')
+  t.same(toOpenAIFormat({}, 'input').client, linear16(24000))
+  t.same(toOpenAIFormat({ encoding: 'linear16' }, 'input').client, linear16(24000))
   t.same(toOpenAIFormat(null, 'output'), { upstream: pcm, client: linear16(24000) }, 'output default: linear16 @ 24000')
   t.same(toOpenAIFormat({ encoding: '', sample_rate: null }, 'output').client, linear16(24000), 'empty values are defaults')
 

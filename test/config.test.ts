@@ -13,6 +13,9 @@ t.test('defaults: no variable set', async (t) => {
     openaiApiKey: undefined,
     upstreamUrl: undefined,
     model: 'gpt-realtime',
+    models: ['gpt-realtime'],
+    openaiAuthHeader: 'authorization',
+    functionEndpointAllowlist: [],
     adminToken: undefined,
     proxyAuthTokens: [],
     logLevel: 'info',
@@ -24,7 +27,7 @@ t.test('defaults: no variable set', async (t) => {
 })
 
 t.test('empty or blank variables count as unset', async (t) => {
-  const blank: Record<string, string> = { PORT: '', HOST: ' ', OPENAI_API_KEY: '', OPENAI_REALTIME_URL: '  ', OPENAI_REALTIME_MODEL: '', ADMIN_TOKEN: ' ', PROXY_AUTH_TOKENS: ' , ', LOG_LEVEL: '', ALLOWED_ORIGINS: '' }
+  const blank: Record<string, string> = { PORT: '', HOST: ' ', OPENAI_API_KEY: '', OPENAI_REALTIME_URL: '  ', OPENAI_REALTIME_MODEL: '', OPENAI_REALTIME_MODELS: ' , ', OPENAI_AUTH_HEADER: ' ', FUNCTION_ENDPOINT_ALLOWLIST: ' ', ADMIN_TOKEN: ' ', PROXY_AUTH_TOKENS: ' , ', LOG_LEVEL: '', ALLOWED_ORIGINS: '' }
   for (const row of LIMITS) blank[row.env] = ' '
   t.same(loadConfig(blank), loadConfig({}))
 })
@@ -38,6 +41,32 @@ t.test('the upstream: the simulator unless a key or a URL is set; ?model= added 
   t.equal(loadConfig({ OPENAI_REALTIME_URL: 'wss://example.openai.azure.com/openai/v1/realtime?model=my-deployment', OPENAI_REALTIME_MODEL: 'other' }).upstreamUrl,
     'wss://example.openai.azure.com/openai/v1/realtime?model=my-deployment', 'the URL\'s own model wins')
   t.equal(loadConfig({ OPENAI_REALTIME_MODEL: 'gpt-realtime-mini' }).model, 'gpt-realtime-mini', 'kept for the simulator too')
+})
+
+t.test('OPENAI_REALTIME_MODELS: the models Settings may choose, the first the default', async (t) => {
+  const config = loadConfig({ OPENAI_API_KEY: 'sk', OPENAI_REALTIME_MODELS: 'gpt-realtime-mini, gpt-realtime,gpt-realtime-mini' })
+  t.same(config.models, ['gpt-realtime-mini', 'gpt-realtime'], 'trimmed, each once, in order')
+  t.equal(config.model, 'gpt-realtime-mini', 'the first is the default')
+  t.equal(config.upstreamUrl, 'wss://api.openai.com/v1/realtime?model=gpt-realtime-mini')
+  t.same(loadConfig({ OPENAI_REALTIME_MODEL: 'gpt-realtime-mini' }).models, ['gpt-realtime-mini'], 'unset: OPENAI_REALTIME_MODEL only')
+  t.same(loadConfig({ OPENAI_REALTIME_URL: 'wss://r.openai.azure.com/openai/v1/realtime?model=my-deployment' }).models, ['my-deployment'], 'unset: the URL\'s own model only')
+  t.same(loadConfig({ OPENAI_REALTIME_MODEL: 'a', OPENAI_REALTIME_MODELS: 'a,b' }).models, ['a', 'b'], 'both, agreeing')
+  t.throws(() => loadConfig({ OPENAI_REALTIME_MODEL: 'b', OPENAI_REALTIME_MODELS: 'a,b' }), { message: 'OPENAI_REALTIME_MODEL ("b") must be the first of OPENAI_REALTIME_MODELS ("a,b"), the default: set one of them only, or put it first' })
+})
+
+t.test('OPENAI_AUTH_HEADER: authorization, or api-key, which *.openai.azure.com URLs get by default', async (t) => {
+  t.equal(loadConfig({ OPENAI_API_KEY: 'sk' }).openaiAuthHeader, 'authorization')
+  t.equal(loadConfig({ OPENAI_REALTIME_URL: 'wss://my-resource.openai.azure.com/openai/v1/realtime?model=my-deployment' }).openaiAuthHeader, 'api-key', 'Azure OpenAI: chosen from the host')
+  t.equal(loadConfig({ OPENAI_REALTIME_URL: 'wss://my-resource.OPENAI.azure.com/openai/v1/realtime' }).openaiAuthHeader, 'api-key', 'hosts are case-insensitive')
+  t.equal(loadConfig({ OPENAI_REALTIME_URL: 'wss://openai.azure.com.evil.io/v1/realtime' }).openaiAuthHeader, 'authorization', 'only that domain')
+  t.equal(loadConfig({ OPENAI_REALTIME_URL: 'wss://gateway.example.com/openai/v1/realtime', OPENAI_AUTH_HEADER: 'API-Key' }).openaiAuthHeader, 'api-key', 'set explicitly (e.g. Azure behind a gateway)')
+  t.equal(loadConfig({ OPENAI_REALTIME_URL: 'wss://my-resource.openai.azure.com/openai/v1/realtime', OPENAI_AUTH_HEADER: 'authorization' }).openaiAuthHeader, 'authorization', 'the variable wins over the host')
+  t.throws(() => loadConfig({ OPENAI_AUTH_HEADER: 'bearer' }), { message: 'OPENAI_AUTH_HEADER must be one of authorization, api-key (api-key for Azure OpenAI), got "bearer"' })
+})
+
+t.test('FUNCTION_ENDPOINT_ALLOWLIST: comma-separated URL prefixes, each checked at start', async (t) => {
+  t.same(loadConfig({ FUNCTION_ENDPOINT_ALLOWLIST: 'https://api.example.com/v1/, http://10.0.0.5:8080/hooks' }).functionEndpointAllowlist, ['https://api.example.com/v1/', 'http://10.0.0.5:8080/hooks'])
+  t.throws(() => loadConfig({ FUNCTION_ENDPOINT_ALLOWLIST: 'https://ok.example.com/, api.example.com' }), { message: /^FUNCTION_ENDPOINT_ALLOWLIST takes http:\/\/ or https:\/\/ URL prefixes .*got "api\.example\.com"$/ })
 })
 
 t.test('OPENAI_REALTIME_URL that is not a WebSocket URL: a message naming it (and not echoing it, it may hold a secret)', async (t) => {

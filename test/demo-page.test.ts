@@ -289,28 +289,18 @@ t.test('a blocked microphone: the page says so and opens no session', async (t) 
   t.same(upgrades, [], 'no WebSocket was opened')
 })
 
-t.test('AgentThinking and History as Deepgram sends them: states shown, no turn or call twice', async (t) => {
+t.test('History (the proxy\'s) and AgentThinking (as Deepgram sends it): states shown, no turn or call twice', async (t) => {
   const proxy = await startProxy(t)
-  // The proxy does not send these yet: add them to the real stream the way Deepgram
-  // does, History both before (user turns) and after (agent turns) its ConversationText.
+  // The proxy sends History after each ConversationText and each answered call; it does
+  // not send AgentThinking (a realtime model has no unspoken text): add it to the real
+  // stream the way Deepgram does, before the agent speaks.
   const opened = await openPage(t, proxy, async (page) => await page.routeWebSocket((url) => url.pathname === CONVERSE_PATH, (socket) => {
     const server = socket.connectToServer()
-    socket.onMessage((message) => {
-      server.send(message)
-      if (typeof message !== 'string') return
-      const parsed = JSON.parse(message)
-      if (parsed.type === 'FunctionCallResponse') {
-        socket.send(JSON.stringify({ type: 'History', function_calls: [{ id: parsed.id, name: parsed.name, client_side: true, arguments: '{"city":"Tokyo"}', response: parsed.content }] }))
-      }
-    })
+    socket.onMessage((message) => server.send(message))
     server.onMessage((message) => {
       if (typeof message !== 'string') return socket.send(message)
-      const parsed = JSON.parse(message)
-      const history = JSON.stringify({ type: 'History', role: parsed.role, content: parsed.content })
-      if (parsed.type === 'AgentStartedSpeaking') socket.send(JSON.stringify({ type: 'AgentThinking', content: '' }))
-      if (parsed.type === 'ConversationText' && parsed.role === 'user') socket.send(history)
+      if (JSON.parse(message).type === 'AgentStartedSpeaking') socket.send(JSON.stringify({ type: 'AgentThinking', content: '' }))
       socket.send(message)
-      if (parsed.type === 'ConversationText' && parsed.role === 'assistant') socket.send(history)
     })
   }))
   if (opened === undefined) return

@@ -61,6 +61,6 @@ t.test('every "rule N" cited in the code and tests is a rule of docs/turn-engine
 t.test('docs/turn-engine.md\'s timings are the engine\'s defaults', async (t) => {
   const table = read('docs/turn-engine.md').split('## Timings')[1] ?? ''
   const documented = Object.fromEntries([...table.matchAll(/^\| `(\w+)` \| (\d+) \|/gm)].map((match) => [match[1], Number(match[2])]))
-  const { maxHeldIntents, maxPromptChars, maxQueuedResponses, ...timings } = defaultEngineOptions
+  const { maxHeldIntents, maxPromptChars, maxQueuedResponses, renewAfterMs, reconnectAttempts, ...timings } = defaultEngineOptions
   t.same(documented, timings)
 })

@@ -56,7 +56,7 @@ t.test('barge-in mid-audio: UserStartedSpeaking, the output converter is reset, 
   const d = responding('resp_1')
   d.feed({ type: 'agentAudio', responseId: 'resp_1' })
   const cmds = d.up({ type: 'input_audio_buffer.speech_started' })
-  t.same(cmds.filter((c) => c.kind === 'resetOutputAudio' || c.kind === 'client').map((c) => c.kind === 'client' ? c.message.type : c.kind), ['resetOutputAudio', 'UserStartedSpeaking'], 'the converter drops what it carries before the client is told')
+  t.same(cmds.filter((c) => c.kind === 'resetOutputAudio' || c.kind === 'client').map((c) => c.kind === 'client' ? c.message.type : c.kind), ['resetOutputAudio', 'UserStartedSpeaking', 'AgentAudioDone'], 'the converter drops what it carries before the client is told; the interrupted audio ends')
   t.equal(d.engine.audibleResponse, null)
   t.same(d.feed({ type: 'agentAudio', responseId: 'resp_1' }), [], 'more audio of the interrupted response: nothing')
   t.equal(d.engine.audibleResponse, null, 'still silent')

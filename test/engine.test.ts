@@ -91,7 +91,7 @@ t.test('Settings: no session.updated in time closes the session (watchdog)', asy
   const [timer] = timersSet(cmds)
   t.ok(timer)
   const fired = d.timer(timer!)
-  t.match(client(fired, 'Error'), [{ code: ErrorCode.upstreamTimeout }])
+  t.match(client(fired, 'Error'), [{ code: ErrorCode.upstreamTimeout }], 'the session cannot start: an Error, and it ends')
   t.match(fired.filter((c) => c.kind === 'close'), [{ code: 1011 }])
 })
 
@@ -186,7 +186,8 @@ t.test('rule 2: a rejected response.create frees the slot via error.event_id', a
   t.same(upstream(d.error('invalid_value', 'some_other_event')), [], 'an error about another event frees nothing')
   t.ok(d.busy)
   const cmds = d.error('invalid_value', first)
-  t.match(client(cmds, 'Error'), [{ code: 'invalid_value' }])
+  t.same(client(cmds, 'Error'), [], 'the session goes on: no Error')
+  t.match(client(cmds, 'Warning'), [{ code: 'invalid_value' }])
   const [next] = upstream(cmds, 'response.create')
   t.equal(responseOf(next!).instructions, sayExactly('second'), 'the slot was free again: the next request went')
   t.ok(cmds.some((c) => c.kind === 'clearTimer' && timerKey(c.timer) === `createAck:${first}`), 'its watchdog is cleared')
@@ -222,7 +223,7 @@ t.test('rule 2: a conflict whose running response we have not seen holds the slo
   t.equal(upstream(cmds, 'response.create').length, 1, 'its done frees the slot: retry')
 })
 
-t.test('rule 2: after maxCreateRetries conflicts the client gets an Error', async (t) => {
+t.test('rule 2: after maxCreateRetries conflicts the client gets a Warning', async (t) => {
   const d = ready({ options: { maxCreateRetries: 2 } })
   d.feed({ type: 'injectAgent', message: 'mine', behavior: 'queue' })
   for (let i = 0; i < 2; i++) {
@@ -232,7 +233,8 @@ t.test('rule 2: after maxCreateRetries conflicts the client gets an Error', asyn
   }
   d.created('resp_vad_last', null)
   const cmds = d.error(CONFLICT, d.lastCreate())
-  t.match(client(cmds, 'Error'), [{ code: CONFLICT }])
+  t.match(client(cmds, 'Warning'), [{ code: CONFLICT }])
+  t.same(client(cmds, 'Error'), [], 'the session goes on: no Error')
   t.same(upstream(d.done('resp_vad_last')), [], 'given up: no further retry')
   t.notOk(d.busy)
 })
@@ -277,19 +279,61 @@ t.test('rule 3: bare follow-ups coalesce into one response.create; a create with
 
 t.test('rule 3: a retried bare create coalesces with bare follow-ups queued meanwhile', async (t) => {
   // Two typed messages are acknowledged back to back. The first ack sends a bare create;
-  // the second is queued behind it. A server-VAD response raced our create (conflict).
+  // the second is queued behind it. The create is refused: a response we never saw runs
+  // (so nothing says it saw either message), and the retry must carry both.
   const d = ready()
   const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
   const b = injectedItemId(d.feed({ type: 'injectUser', content: 'b' }))
   d.itemAdded(a)
   const create = d.lastCreate()
   d.itemAdded(b)
-  d.created('resp_vad', null)
   d.error(CONFLICT, create)
   t.ok(d.state.queue.filter((r) => r.instructions === undefined).length <= 1, 'at most one bare request waits in the queue')
-  t.equal(upstream(d.done('resp_vad'), 'response.create').length, 1)
+  t.equal(upstream(d.done('resp_unseen'), 'response.create').length, 1)
   d.created('resp_answer')
   t.same(upstream(d.done('resp_answer'), 'response.create'), [], 'one response answers both messages, not two')
+})
+
+t.test('rule 3: a conflict with a server-VAD response that saw what the create was for: not retried (the model would answer twice)', async (t) => {
+  const d = ready()
+  const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
+  d.itemAdded(a)
+  const create = d.lastCreate()
+  // Server VAD's response starts after the message is in the conversation: it answers it.
+  d.created('resp_vad', null)
+  d.error(CONFLICT, create)
+  t.same(upstream(d.done('resp_vad'), 'response.create'), [], 'no second answer to the same message')
+  t.notOk(d.busy)
+})
+
+t.test('rule 3: a conflict with a server-VAD response that started before the message was in the conversation: retried', async (t) => {
+  const d = ready()
+  const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
+  // The VAD response starts before the message's acknowledgement: it never saw it.
+  d.created('resp_vad', null)
+  d.itemAdded(a)
+  t.equal(upstream(d.done('resp_vad'), 'response.create').length, 1, 'the message still gets its answer')
+})
+
+t.test('rule 3: an agent message starting after a typed message was in the conversation does not answer it', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'hold on', behavior: 'queue' })
+  const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
+  d.itemAdded(a)
+  d.created('resp_say')
+  t.equal(upstream(d.done('resp_say'), 'response.create').length, 1, 'saying the agent message is not an answer to the user')
+})
+
+t.test('rule 3: a conflict with a response the watchdog gave up on, which saw the message: not retried', async (t) => {
+  const d = ready({ options: { responseMaxMs: 1000, cancelGraceMs: 100 } })
+  const a = injectedItemId(d.feed({ type: 'injectUser', content: 'a' }))
+  d.itemAdded(a)
+  const create = d.lastCreate()
+  d.created('resp_vad', null)
+  d.timer('responseDeadline:resp_vad')
+  d.timer('cancelGrace:resp_vad')
+  const cmds = d.error(CONFLICT, create)
+  t.same(upstream(cmds, 'response.create'), [], 'the abandoned response is the one running, and it saw the message')
 })
 
 // ── Rule 4: tool calls ──────────────────────────────────────────────────────────
@@ -408,7 +452,7 @@ t.test('rule 5: response.create only after conversation.item.added with our item
   const cmds = d.feed({ type: 'injectUser', content: 'What time is it?' })
   const [item] = upstream(cmds, 'conversation.item.create')
   t.match(item?.item, { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'What time is it?' }] })
-  t.same(client(cmds), [{ type: 'ConversationText', role: 'user', content: 'What time is it?' }], 'echoed to the client')
+  t.same(client(cmds), [{ type: 'ConversationText', role: 'user', content: 'What time is it?' }, { type: 'History', role: 'user', content: 'What time is it?' }], 'echoed to the client, and in its history')
   t.same(upstream(cmds, 'response.create'), [], 'not yet (incident #388, seed 003)')
   const id = injectedItemId(cmds)
   t.same(upstream(d.itemAdded('item_someone_else')), [], 'another item acknowledges nothing')
@@ -430,22 +474,22 @@ t.test('rule 5: an acknowledged item still waits for the slot', async (t) => {
   t.equal(upstream(d.done('resp_1'), 'response.create').length, 1)
 })
 
-t.test('rule 5: an item never acknowledged is an Error, and a late ack asks for nothing', async (t) => {
+t.test('rule 5: an item never acknowledged is a Warning, and a late ack asks for nothing', async (t) => {
   const d = ready()
   const cmds = d.feed({ type: 'injectUser', content: 'x' })
   const id = injectedItemId(cmds)
   const timer = timersSet(cmds).find((n) => n.includes(id))
   t.ok(timer, 'a watchdog for the ack')
-  t.match(client(d.timer(timer!), 'Error'), [{ code: ErrorCode.injectNotAcknowledged }])
+  t.match(client(d.timer(timer!), 'Warning'), [{ code: WarningCode.injectNotAcknowledged }])
   t.same(upstream(d.itemAdded(id), 'response.create'), [])
 })
 
-t.test('rule 5: a refused item is an Error and no response is asked for', async (t) => {
+t.test('rule 5: a refused item is a Warning and no response is asked for', async (t) => {
   const d = ready()
   const cmds = d.feed({ type: 'injectUser', content: 'x' })
   const [create] = upstream(cmds)
   const err = d.error('invalid_value', create!.event_id)
-  t.match(client(err, 'Error'), [{ code: 'invalid_value' }])
+  t.match(client(err, 'Warning'), [{ code: 'invalid_value' }])
   t.same(upstream(d.itemAdded(injectedItemId(cmds)), 'response.create'), [])
 })
 
@@ -536,21 +580,21 @@ t.test('rule 6: cannot_update_voice → Warning, the update is resent without th
   t.equal(warnings(later, WarningCode.voiceChangeRefused).length, 1)
 })
 
-t.test('rule 6: a refused update (other code) is an Error and the same change can be asked again', async (t) => {
+t.test('rule 6: a refused update (other code) is a Warning and the same change can be asked again', async (t) => {
   const d = ready({ fields: { instructions: 'x' } })
   const [update] = upstream(d.feed({ type: 'configure', fields: { instructions: 'bad' }, ack: 'PromptUpdated' }))
   const err = d.error('invalid_value', update!.event_id)
-  t.match(client(err), [{ type: 'Error', code: 'invalid_value' }])
+  t.match(client(err), [{ type: 'Warning', code: 'invalid_value' }])
   t.equal(d.engine.pending.sessionUpdate, 0)
   t.equal(upstream(d.feed({ type: 'configure', fields: { instructions: 'bad' }, ack: 'PromptUpdated' }), 'session.update').length, 1, 'not mistaken for "no change"')
 })
 
-t.test('rule 6: an update never answered (ready) is an Error; the session goes on', async (t) => {
+t.test('rule 6: an update never answered (ready) is a Warning; the session goes on', async (t) => {
   const d = ready()
   const cmds = d.feed({ type: 'configure', fields: { instructions: 'slow' }, ack: 'PromptUpdated' })
   const timer = timersSet(cmds).find((n) => n.startsWith('updateAck:'))
   const fired = d.timer(timer!)
-  t.match(client(fired, 'Error'), [{ code: ErrorCode.upstreamTimeout }])
+  t.match(client(fired, 'Warning'), [{ code: ErrorCode.upstreamTimeout }])
   t.same(fired.filter((c) => c.kind === 'close'), [])
   t.equal(d.state.phase, 'ready')
 })
@@ -986,7 +1030,7 @@ t.test('the conflict metric counts conflicts only', async (t) => {
 t.test('the held-message bound: exactly maxHeldIntents are held, the next one is refused', async (t) => {
   const d = new Driver({ maxHeldIntents: 3 })
   for (let i = 0; i < 3; i++) t.same(client(d.feed({ type: 'injectUser', content: `m${i}` })), [], `message ${i + 1} held`)
-  t.match(client(d.feed({ type: 'injectUser', content: 'm3' })), [{ type: 'Error', code: ErrorCode.tooManyHeldMessages }])
+  t.match(client(d.feed({ type: 'injectUser', content: 'm3' })), [{ type: 'Warning', code: WarningCode.tooManyHeldMessages }])
   d.feed({ type: 'settings', fields: { instructions: 'x' }, context: [] })
   const cmds = d.up({ type: 'session.updated', session: {} })
   t.same(client(cmds, 'ConversationText').map((m) => m.type === 'ConversationText' ? m.content : ''), ['m0', 'm1', 'm2'], 'the held ones replayed in order')

@@ -5,6 +5,7 @@
 // the engine itself works on typed events only.
 
 import type { ConfigAck, ServerMessage } from '../protocol/deepgram.js'
+import type { UpstreamFailure } from '../upstream.js'
 import type { ConversationItem, SessionFields, UpstreamEvent } from '../protocol/openai.js'
 import { obj, str as read } from '../protocol/json.js'
 import { UpstreamType, boundedId, upstreamCode } from '../protocol/openai.js'
@@ -13,26 +14,51 @@ export type InjectBehavior = 'refuse' | 'queue' | 'interrupt'
 
 /** Client intents and the other inputs. `at` is the current time in ms (a monotonic clock). */
 export type EngineInput =
-  | { type: 'settings', at: number, fields: SessionFields, context: ConversationItem[], greeting?: string }
-  /** A change; `appendInstructions` adds to the instructions in force (UpdatePrompt). */
-  | { type: 'configure', at: number, fields: SessionFields, ack: ConfigAck, appendInstructions?: string }
+  /**
+   * `history`: Settings.flags.history (History messages unless false). `serverFunctions`:
+   * the names of the functions the server calls itself (their endpoints are the session's).
+   */
+  | { type: 'settings', at: number, fields: SessionFields, context: ConversationItem[], greeting?: string, history?: boolean, serverFunctions?: string[] }
+  /** A change; `appendInstructions` adds to the instructions in force (UpdatePrompt); `serverFunctions` replaces them (UpdateThink with functions). */
+  | { type: 'configure', at: number, fields: SessionFields, ack: ConfigAck, appendInstructions?: string, serverFunctions?: string[] }
   | { type: 'injectUser', at: number, content: string }
   | { type: 'injectAgent', at: number, message: string, behavior: InjectBehavior }
-  | { type: 'functionResult', at: number, callId: string, output: string }
+  /** A call's answer: the client's FunctionCallResponse, or (`serverSide`) the output of the endpoint the session called. */
+  | { type: 'functionResult', at: number, callId: string, output: string, serverSide?: boolean }
   | { type: 'cancel', at: number }
   /** An audio delta of a response that is not the audible one: the engine decides whether it plays. */
   | { type: 'agentAudio', at: number, responseId: string }
   | { type: 'upstream', at: number, event: UpstreamEvent }
+  | { type: 'forceEndTurn', at: number }
   | { type: 'timer', at: number, timer: Timer }
+  /** The session ends: everything is released. */
   | { type: 'upstreamClosed', at: number }
+  /**
+   * The upstream connection ended under an open session: `closeCode` is its WebSocket
+   * close code (undefined for a drop found by the ping check); `failure` is what the
+   * client is told if the session cannot go on.
+   */
+  | { type: 'upstreamLost', at: number, closeCode: number | undefined, failure: UpstreamFailure }
+  /** A new upstream connection (a renewal or a reconnect) is open. */
+  | { type: 'upstreamOpened', at: number }
+  /** A new upstream connection could not be opened. */
+  | { type: 'upstreamConnectFailed', at: number, failure: UpstreamFailure }
 
-/** The engine's watchdogs. A response is named by its key: its id, or a placeholder's key. */
+/** The engine's timers. A response is named by its key: its id, or a placeholder's key. */
 export type Timer =
   | { kind: 'createAck', eventId: string }
   | { kind: 'responseDeadline', responseKey: string }
   | { kind: 'cancelGrace', responseKey: string }
   | { kind: 'itemAck', itemId: string }
   | { kind: 'updateAck', eventId: string }
+  /** The client has played a response's audio out (its text may be told as heard). */
+  | { kind: 'playedOut', responseId: string }
+  /** The agent's text waited long enough for the user's transcription. */
+  | { kind: 'transcriptWait' }
+  /** The conversation replayed into a new upstream was not all acknowledged in time. */
+  | { kind: 'replayAck' }
+  /** The upstream is old enough to be renewed at the next quiet moment. */
+  | { kind: 'renewDue' }
 
 /** A stable key per timer, for the session's map of running timers. */
 export function timerKey (timer: Timer): string {
@@ -42,6 +68,10 @@ export function timerKey (timer: Timer): string {
     case 'responseDeadline':
     case 'cancelGrace': return `${timer.kind}:${timer.responseKey}`
     case 'itemAck': return `${timer.kind}:${timer.itemId}`
+    case 'playedOut': return `${timer.kind}:${timer.responseId}`
+    case 'transcriptWait':
+    case 'replayAck':
+    case 'renewDue': return timer.kind
   }
 }
 
@@ -61,14 +91,28 @@ export type Command =
   | { kind: 'resetOutputAudio' }
   /** The session cannot continue. */
   | { kind: 'close', code: number, reason: string }
+  /** Call a server-side function's endpoint; its output comes back as a `functionResult` with `serverSide`. */
+  | { kind: 'callFunction', callId: string, name: string, arguments: string }
+  /** Open a new upstream connection after `delayMs` (the current one, if any, is retired). */
+  | { kind: 'connectUpstream', delayMs: number, reason: 'renew' | 'reconnect' }
   | { kind: 'log', level: LogLevel, msg: string, fields?: Record<string, unknown> }
   | { kind: 'metric', name: 'queueWait', seconds: number }
   | { kind: 'metric', name: 'responseDone', status: string }
   | { kind: 'metric', name: 'conflict' }
   | { kind: 'metric', name: 'timeToFirstAudio', seconds: number }
+  | { kind: 'metric', name: 'tokens', usage: Usage }
 
-/** A function call a response announced. */
-export interface AnnouncedCall { callId: string, name: string, arguments: string }
+/** A function call a response announced; `itemId` is its conversation item. */
+export interface AnnouncedCall { callId: string, name: string, arguments: string, itemId: string | undefined }
+
+/** Token counts of one response (or summed). */
+export interface Usage {
+  inputTokens: number
+  outputTokens: number
+  inputAudioTokens: number
+  outputAudioTokens: number
+  cachedInputTokens: number
+}
 
 /**
  * The upstream events the engine acts on, typed. `proxyEventId` of response.created is the
@@ -78,7 +122,7 @@ export interface AnnouncedCall { callId: string, name: string, arguments: string
 export type UpstreamInput =
   | { type: 'session.updated' }
   | { type: 'response.created', responseId: string, outOfBand: boolean, proxyEventId: string | null | undefined }
-  | { type: 'response.done', responseId: string | undefined, outOfBand: boolean, status: string, failureCode: string | undefined, calls: AnnouncedCall[] }
+  | { type: 'response.done', responseId: string | undefined, outOfBand: boolean, status: string, failureCode: string | undefined, calls: AnnouncedCall[], usage: Usage | undefined }
   | { type: 'error', code: string, eventId: string | undefined }
   | { type: 'item.added', itemId: string | undefined }
   | { type: 'item.done', itemId: string | undefined, assistantText: string | undefined }
@@ -87,8 +131,12 @@ export type UpstreamInput =
   | { type: 'speech.stopped' }
   | { type: 'audio.done', responseId: string | undefined }
   | { type: 'transcript.done', itemId: string | undefined, text: string | undefined }
-  | { type: 'output_item.added', itemId: string | undefined }
-  | { type: 'user.transcript', text: string | undefined }
+  /** The words of an assistant item as they are produced (kept for a response cut before its done events). */
+  | { type: 'transcript.delta', itemId: string | undefined, delta: string | undefined }
+  | { type: 'output_item.added', itemId: string | undefined, responseId: string | undefined, message: boolean }
+  | { type: 'audio.committed', itemId: string | undefined }
+  | { type: 'user.transcript', itemId: string | undefined, text: string | undefined }
+  | { type: 'user.transcript.failed', itemId: string | undefined }
 
 /** The upstream event types `decodeUpstream` reads; the session feeds the engine these only. */
 export const ENGINE_EVENT_TYPES: ReadonlySet<string> = new Set([
@@ -102,10 +150,14 @@ export const ENGINE_EVENT_TYPES: ReadonlySet<string> = new Set([
   UpstreamType.speechStarted,
   UpstreamType.speechStopped,
   UpstreamType.outputAudioDone,
+  UpstreamType.outputAudioTranscriptDelta,
   UpstreamType.outputAudioTranscriptDone,
+  UpstreamType.outputTextDelta,
   UpstreamType.outputTextDone,
   UpstreamType.outputItemAdded,
-  UpstreamType.inputTranscriptionCompleted
+  UpstreamType.inputAudioCommitted,
+  UpstreamType.inputTranscriptionCompleted,
+  UpstreamType.inputTranscriptionFailed
 ])
 
 /** Reads what the engine needs of an upstream event; undefined for events it does not act on. */
@@ -133,7 +185,8 @@ export function decodeUpstream (event: UpstreamEvent): UpstreamInput | undefined
         outOfBand: isOutOfBand(response),
         status,
         failureCode: status === 'failed' ? upstreamCode(read(error, 'code') ?? read(error, 'type')) : undefined,
-        calls: completedCalls(response)
+        calls: completedCalls(response),
+        usage: usageOf(obj(response, 'usage'))
       }
     }
     case UpstreamType.error: {
@@ -149,15 +202,22 @@ export function decodeUpstream (event: UpstreamEvent): UpstreamInput | undefined
       const callId = str(event, 'call_id')
       const responseId = str(event, 'response_id')
       if (callId === undefined || responseId === undefined) return undefined
-      return { type: 'function_call.done', callId, responseId, call: { callId, name: str(event, 'name') ?? '', arguments: read(event, 'arguments') ?? '{}' } }
+      return { type: 'function_call.done', callId, responseId, call: { callId, name: str(event, 'name') ?? '', arguments: read(event, 'arguments') ?? '{}', itemId: str(event, 'item_id') } }
     }
     case UpstreamType.speechStarted: return { type: 'speech.started' }
     case UpstreamType.speechStopped: return { type: 'speech.stopped' }
     case UpstreamType.outputAudioDone: return { type: 'audio.done', responseId: str(event, 'response_id') }
+    case UpstreamType.outputAudioTranscriptDelta:
+    case UpstreamType.outputTextDelta: return { type: 'transcript.delta', itemId: str(event, 'item_id'), delta: read(event, 'delta') }
     case UpstreamType.outputAudioTranscriptDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: read(event, 'transcript') }
     case UpstreamType.outputTextDone: return { type: 'transcript.done', itemId: str(event, 'item_id'), text: read(event, 'text') }
-    case UpstreamType.outputItemAdded: return { type: 'output_item.added', itemId: str(obj(event, 'item'), 'id') }
-    case UpstreamType.inputTranscriptionCompleted: return { type: 'user.transcript', text: read(event, 'transcript') }
+    case UpstreamType.outputItemAdded: {
+      const item = obj(event, 'item')
+      return { type: 'output_item.added', itemId: str(item, 'id'), responseId: str(event, 'response_id'), message: read(item, 'type') === 'message' }
+    }
+    case UpstreamType.inputAudioCommitted: return { type: 'audio.committed', itemId: str(event, 'item_id') }
+    case UpstreamType.inputTranscriptionCompleted: return { type: 'user.transcript', itemId: str(event, 'item_id'), text: read(event, 'transcript') }
+    case UpstreamType.inputTranscriptionFailed: return { type: 'user.transcript.failed', itemId: str(event, 'item_id') }
   }
   return undefined
 }
@@ -178,9 +238,27 @@ function completedCalls (response: Record<string, unknown> | undefined): Announc
   for (const item of output) {
     if (read(item, 'type') !== 'function_call' || read(item, 'status') === 'incomplete') continue
     const callId = boundedId(read(item, 'call_id'))
-    if (callId !== undefined) calls.push({ callId, name: boundedId(read(item, 'name')) ?? '', arguments: read(item, 'arguments') ?? '{}' })
+    if (callId !== undefined) calls.push({ callId, name: boundedId(read(item, 'name')) ?? '', arguments: read(item, 'arguments') ?? '{}', itemId: boundedId(read(item, 'id')) })
   }
   return calls
+}
+
+/** A response's token counts (GA `usage`); numbers that are missing or not finite count 0. */
+function usageOf (usage: Record<string, unknown> | undefined): Usage | undefined {
+  if (usage === undefined) return undefined
+  const input = obj(usage, 'input_token_details')
+  const output = obj(usage, 'output_token_details')
+  return {
+    inputTokens: count(usage.input_tokens),
+    outputTokens: count(usage.output_tokens),
+    inputAudioTokens: count(input?.audio_tokens),
+    outputAudioTokens: count(output?.audio_tokens),
+    cachedInputTokens: count(input?.cached_tokens)
+  }
+}
+
+function count (value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.floor(value) : 0
 }
 
 /** The text of an assistant message item (its audio transcripts or texts), or undefined for any other item. */

@@ -60,5 +60,7 @@ export const Refusals = {
   shuttingDown: { status: 503, code: 'SHUTTING_DOWN', message: 'This instance is shutting down; connect to another one.', reason: 'draining' },
   origin: { status: 403, code: 'ORIGIN_NOT_ALLOWED', message: 'This Origin may not connect.', reason: 'origin' },
   auth: { status: 401, code: 'UNAUTHORIZED', message: 'Missing or invalid token: send "Authorization: Token <token>", the subprotocols "token, <token>", or ?token=<token>.', reason: 'auth' },
+  /** Offered subprotocols none of which the server could select: the client would abort the handshake anyway. */
+  subprotocol: { status: 400, code: 'UNSUPPORTED_SUBPROTOCOL', message: 'None of the offered WebSocket subprotocols is one this server selects: offer "token, <token>" (or "bearer, <token>"), or none.', reason: 'subprotocol' },
   tooManySessions: (maxSessions: number): Refusal => ({ status: 503, code: 'TOO_MANY_SESSIONS', message: `This instance already serves ${maxSessions} sessions; try again later or another instance.`, reason: 'max_sessions' })
 } as const satisfies Record<string, Refusal | ((...args: never[]) => Refusal)>

@@ -17,10 +17,14 @@ export const UpstreamType = {
   speechStopped: 'input_audio_buffer.speech_stopped',
   outputAudioDelta: 'response.output_audio.delta',
   outputAudioDone: 'response.output_audio.done',
+  outputAudioTranscriptDelta: 'response.output_audio_transcript.delta',
   outputAudioTranscriptDone: 'response.output_audio_transcript.done',
+  outputTextDelta: 'response.output_text.delta',
   outputTextDone: 'response.output_text.done',
   outputItemAdded: 'response.output_item.added',
-  inputTranscriptionCompleted: 'conversation.item.input_audio_transcription.completed'
+  inputAudioCommitted: 'input_audio_buffer.committed',
+  inputTranscriptionCompleted: 'conversation.item.input_audio_transcription.completed',
+  inputTranscriptionFailed: 'conversation.item.input_audio_transcription.failed'
 } as const
 
 /** Every GA server event type: what `/connections` counts upstream events under (any other is `unknown`). */
@@ -76,6 +80,8 @@ export interface FunctionTool {
 export interface Transcription {
   model: string
   language?: string
+  /** Words to expect (Deepgram's keyterms), as the transcription model's prompt. */
+  prompt?: string
 }
 
 interface TurnDetection {

@@ -31,6 +31,8 @@ export interface Simulator {
   readonly connections: SimConnection[]
   /** Default script of connections accepted from now on. */
   script: Partial<SimScript>
+  /** While set, every upgrade is refused with this HTTP status (an outage: 503, a revoked key: 401). */
+  refuseUpgrades: number | null
   /**
    * The oldest accepted connection no earlier call has returned, or the next one accepted.
    * Each connection is handed out once, in accept order, so it does not matter whether a test
@@ -65,6 +67,7 @@ interface Claim {
 
 class SimulatorServer implements Simulator {
   script: Partial<SimScript>
+  refuseUpgrades: number | null = null
   readonly #options: Required<Omit<SimulatorOptions, 'apiKey' | 'script'>> & { apiKey: string | undefined }
   readonly #http: Server
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PAYLOAD, perMessageDeflate: false })
@@ -147,6 +150,7 @@ class SimulatorServer implements Simulator {
     if (!PATHS.has(url.pathname)) {
       return refuseUpgrade(socket, 404, openaiError(`Unknown path ${url.pathname}: connect to ${REALTIME_PATH}?model=… (or Azure's ${AZURE_REALTIME_PATH}?model=…)`, 'not_found'))
     }
+    if (this.refuseUpgrades !== null) return refuseUpgrade(socket, this.refuseUpgrades, openaiError('The simulator refuses connections (refuseUpgrades).', 'connection_refused'))
     const { apiKey } = this.#options
     if (apiKey !== undefined && request.headers.authorization !== `Bearer ${apiKey}` && request.headers['api-key'] !== apiKey) {
       return refuseUpgrade(socket, 401, openaiError('Incorrect API key provided. Send `Authorization: Bearer <key>` (or Azure\'s `api-key: <key>`).', 'invalid_api_key'))

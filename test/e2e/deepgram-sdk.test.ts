@@ -201,3 +201,121 @@ t.test('official SDK with PROXY_AUTH_TOKENS: the Token header authenticates', as
   t.equal(sim.connections.length, 1, 'no upstream connection for the refused client')
   t.same(sim.violations(), emptyViolations(), 'the simulator counted no violation')
 })
+
+/** PCM16 mono at 24 kHz: `ms` of a tone loud enough for the simulator's energy VAD, or of silence. */
+function pcm (ms: number, amplitude: number): Buffer {
+  const samples = 24 * ms
+  const audio = Buffer.alloc(samples * 2)
+  for (let i = 0; i < samples; i++) audio.writeInt16LE(Math.round(amplitude * 32767 * Math.sin(2 * Math.PI * 440 * i / 24000)), i * 2)
+  return audio
+}
+
+t.test('official SDK: every send method the v5 socket has, and every message type the proxy sends, through the SDK\'s own parsing', async (t) => {
+  // Responses last a while (25 chunks, 20 ms apart), so an agent message can arrive mid-response; the energy VAD hears the audio sent.
+  const { base, sim } = await startProxy(t, { script: { energyVad: true, audioChunks: 25, chunkIntervalMs: 20 } })
+  const session = await sdkConnect(t, portOf(base), 'any-key')
+  const conn = await sim.nextConnection()
+  const socket = session.socket
+  const sends = ['sendSettings', 'sendUpdateListen', 'sendUpdateThink', 'sendUpdateSpeak', 'sendInjectUserMessage', 'sendInjectAgentMessage', 'sendFunctionCallResponse', 'sendKeepAlive', 'sendUpdatePrompt', 'sendForceEndTurn', 'sendMedia']
+  const methods = new Set<string>()
+  for (let proto = Object.getPrototypeOf(socket); proto !== null && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (const name of Object.getOwnPropertyNames(proto)) if (/^send[A-Z]/.test(name)) methods.add(name)
+  }
+  // Protected in the SDK's types: what the public methods send through.
+  for (const internal of ['sendBinary', 'sendJson']) methods.delete(internal)
+  t.same([...methods].sort(), [...sends].sort(), 'the SDK\'s send methods, each used below')
+  const warnings = (code: string): Message[] => session.all('Warning').filter((m) => m.code === code)
+
+  socket.sendSettings(settings(THINK))
+  await session.first('SettingsApplied')
+  socket.sendKeepAlive({ type: 'KeepAlive' })
+
+  socket.sendUpdatePrompt({ type: 'UpdatePrompt', prompt: 'Answer in one sentence.' })
+  await session.first('PromptUpdated')
+  t.equal(conn.session.instructions, 'You are a helpful test agent.\n\nAnswer in one sentence.', 'UpdatePrompt appends')
+
+  socket.sendUpdateThink({ type: 'UpdateThink', think: { provider: { type: 'open_ai', model: 'gpt-4o-mini' }, prompt: 'You are a weather bot.', functions: [WEATHER] } })
+  await session.first('ThinkUpdated')
+  t.equal(conn.session.instructions, 'You are a weather bot.', 'UpdateThink replaces')
+
+  // A list, as every SDK's type allows: the first provider the proxy can serve, the closest realtime voice for nova.
+  socket.sendUpdateSpeak({ type: 'UpdateSpeak', speak: [{ provider: { type: 'deepgram', model: 'aura-2-thalia-en' } }, { provider: { type: 'open_ai', model: 'tts-1', voice: 'nova' } }] })
+  await session.first('SpeakUpdated')
+  t.equal(conn.session.audio.output.voice, 'coral', 'nova → coral upstream')
+  t.equal(warnings('SETTING_IGNORED').length, 1, 'a Warning for the provider not used')
+  t.match(warnings('VOICE_SUBSTITUTED'), [{ description: /"coral" speaks instead/ }], 'a Warning naming the voice that speaks')
+
+  socket.sendUpdateListen({ type: 'UpdateListen', listen: { provider: { type: 'deepgram', version: 'v2', model: 'flux-general-en', keyterms: ['Deepgram', 'Lisbon'], eot_threshold: 0.8 } } })
+  await session.first('ListenUpdated')
+  t.match(conn.session.audio.input.transcription, { model: 'gpt-4o-mini-transcribe', prompt: 'Deepgram, Lisbon' }, 'keyterms: the transcription prompt')
+  t.match(warnings('UPDATE_LISTEN_UNSUPPORTED_FIELDS_CHANGED'), [{ description: /eot_threshold/ }])
+
+  socket.sendInjectUserMessage({ type: 'InjectUserMessage', content: 'Please get weather for city: Lisbon' })
+  const request = await session.first('FunctionCallRequest')
+  const call = request.functions[0]
+  t.match(call, { name: 'get_weather', client_side: true })
+  socket.sendFunctionCallResponse({ type: 'FunctionCallResponse', id: call.id, name: call.name, content: '22 degrees' })
+  await session.until(() => session.all('AgentAudioDone').length === 1, 'the answer heard to its end')
+
+  // An agent message while the agent speaks is refused (Deepgram's default behavior); one in silence is said.
+  socket.sendInjectUserMessage({ type: 'InjectUserMessage', content: 'Tell me more' })
+  await session.until(() => session.all('AgentStartedSpeaking').length === 2, 'the agent speaking again')
+  socket.sendInjectAgentMessage({ type: 'InjectAgentMessage', message: 'Interrupting you.' })
+  await session.first('InjectionRefused')
+  await session.until(() => session.all('AgentAudioDone').length === 2, 'that answer done')
+  socket.sendInjectAgentMessage({ type: 'InjectAgentMessage', message: 'One moment please.' })
+  await session.until(() => session.all('ConversationText').some((m) => m.role === 'assistant' && m.content === 'One moment please.'), 'the agent message said')
+  await session.until(() => session.all('AgentAudioDone').length === 3, 'and heard')
+
+  // The microphone: speech, then silence, through the SDK's sendMedia; the simulator's VAD hears it.
+  for (const chunk of [pcm(400, 0.3), pcm(800, 0)]) for (let at = 0; at < chunk.length; at += 960) socket.sendMedia(chunk.subarray(at, at + 960))
+  await session.first('UserStartedSpeaking')
+  await session.until(() => session.all('ConversationText').some((m) => m.role === 'user' && m.content === '(spoken audio)'), 'the user\'s words transcribed')
+  await session.until(() => session.all('AgentAudioDone').length === 4, 'the answer to speech')
+
+  socket.sendForceEndTurn({ type: 'ForceEndTurn' })
+  await session.until(() => conn.count('input_audio_buffer.commit') === 1, 'ForceEndTurn commits the user\'s audio upstream')
+
+  for (const type of ['Welcome', 'SettingsApplied', 'PromptUpdated', 'ThinkUpdated', 'SpeakUpdated', 'ListenUpdated', 'ConversationText', 'UserStartedSpeaking', 'FunctionCallRequest', 'AgentStartedSpeaking', 'AgentAudioDone', 'InjectionRefused', 'Warning']) {
+    t.ok(session.all(type).length > 0, `${type} parsed by the SDK`)
+  }
+  t.ok(session.blobs.length > 0, 'agent audio as Blobs')
+  t.same(session.all('Error'), [], 'no Error: the session goes on')
+  t.same(sim.violations(), emptyViolations(), 'the simulator counted no violation')
+})
+
+t.test('official SDK: History reaches the SDK, one message per side of each turn, after the answer is heard', async (t) => {
+  const { base } = await startProxy(t)
+  const session = await sdkConnect(t, portOf(base), 'any-key')
+  session.socket.sendSettings(settings(THINK))
+  await session.first('SettingsApplied')
+  session.socket.sendInjectUserMessage({ type: 'InjectUserMessage', content: 'Hello' })
+  await session.until(() => session.all('History').length === 2, 'History of both sides')
+  t.match(session.all('History'), [{ role: 'user', content: 'Hello' }, { role: 'assistant', content: 'You said: Hello.' }], 'History for each turn')
+  t.same(session.all('History').map((m) => m.content), session.all('ConversationText').map((m) => m.content), 'the same words as ConversationText, in the same order')
+})
+
+t.test('official SDK: ForceEndTurn ends the user\'s turn', async (t) => {
+  const { base, sim } = await startProxy(t)
+  const session = await sdkConnect(t, portOf(base), 'any-key')
+  session.socket.sendSettings(settings(THINK))
+  await session.first('SettingsApplied')
+  const conn = await sim.nextConnection()
+  session.socket.sendMedia(pcm(400, 0.3))
+  await session.until(() => conn.count('input_audio_buffer.append') > 0, 'the audio upstream')
+  session.socket.sendForceEndTurn({ type: 'ForceEndTurn' })
+  await session.first('AgentAudioDone')
+  t.equal(conn.count('input_audio_buffer.commit'), 1, 'the audio buffer committed')
+  t.equal(conn.count('response.create'), 1, 'and its response asked for')
+  t.equal(session.all('Warning').filter((m) => m.code === 'FORCE_END_TURN_UNSUPPORTED').length, 0)
+})
+
+t.test('official SDK: Settings the proxy cannot serve end the session (an Error the SDK parses, then close 1008)', async (t) => {
+  const { base, sim } = await startProxy(t)
+  const session = await sdkConnect(t, portOf(base), 'any-key')
+  await sim.nextConnection()
+  session.socket.sendSettings({ ...settings(THINK), audio: { input: { encoding: 'opus', sample_rate: 48000 } } })
+  const error = await session.first('Error')
+  t.match(error, { code: 'UNSUPPORTED_AUDIO_FORMAT', description: /opus/ })
+  t.same(await session.closed, { code: 1008, reason: 'unsupported audio format' })
+})

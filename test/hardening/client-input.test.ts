@@ -24,17 +24,19 @@ async function metric (proxied: TestProxy, line: string): Promise<number> {
   return found === undefined ? 0 : Number(found.slice(line.length + 1))
 }
 
-t.test('malformed JSON, non-objects and unknown types: Error UNPARSABLE_CLIENT_MESSAGE, the session goes on', async (t) => {
+// Warnings, not Errors: Deepgram's clients treat every Error as the end of the session.
+t.test('malformed JSON, non-objects and unknown types: Warning UNPARSABLE_CLIENT_MESSAGE, the session goes on', async (t) => {
   const proxied = await startProxy(t)
   const client = await TestClient.connect(proxied.url)
   const bad = ['{not json', '', 'null', '[]', '"Settings"', '42', '{"type":5}', '{"no_type":true}', '{"type":"Nonsense"}']
   for (const text of bad) client.ws.send(text)
-  await client.until(() => client.all('Error').length === bad.length, `${bad.length} Errors`)
-  t.ok(client.all('Error').every((m) => m.code === 'UNPARSABLE_CLIENT_MESSAGE'), 'every one is UNPARSABLE_CLIENT_MESSAGE')
-  t.match(client.all('Error').at(-1)?.description, /Unknown message type "Nonsense"/)
+  await client.until(() => client.all('Warning').length === bad.length, `${bad.length} Warnings`)
+  t.ok(client.all('Warning').every((m) => m.code === 'UNPARSABLE_CLIENT_MESSAGE'), 'every one is UNPARSABLE_CLIENT_MESSAGE')
+  t.match(client.all('Warning').at(-1)?.description, /Unknown message type "Nonsense"/)
   client.send({ type: 'AgentKeepAlive' })
-  const warning = await client.next('Warning')
-  t.equal(warning.code, 'UNSUPPORTED_MESSAGE', 'a known but unsupported type is a Warning')
+  await client.until(() => client.all('Warning').length === bad.length + 1, 'the Warning for AgentKeepAlive')
+  t.equal(client.all('Warning').at(-1)?.code, 'UNSUPPORTED_MESSAGE', 'a known but unsupported type is a Warning')
+  t.same(client.all('Error'), [])
   client.send(BASIC_SETTINGS)
   await client.next('SettingsApplied')
   t.pass('Settings after all that still configures the session')
@@ -42,7 +44,7 @@ t.test('malformed JSON, non-objects and unknown types: Error UNPARSABLE_CLIENT_M
   await noSessionsLeft(proxied)
 })
 
-t.test('wrong field types: an Error naming the field, nothing forwarded, the session goes on', async (t) => {
+t.test('wrong field types: a Warning naming the field, nothing forwarded, the session goes on', async (t) => {
   const proxied = await startProxy(t)
   const client = await configuredClient(proxied.url)
   const connection = await proxied.sim.nextConnection()
@@ -51,21 +53,37 @@ t.test('wrong field types: an Error naming the field, nothing forwarded, the ses
     { type: 'UpdatePrompt', prompt: 5 },
     { type: 'UpdateSpeak', speak: 'alloy' },
     { type: 'UpdateThink', think: [] },
+    { type: 'UpdateThink', think: { functions: 'not an array' } },
+    { type: 'UpdateListen', listen: 'nova-3' },
     { type: 'InjectUserMessage', content: { text: 'hi' } },
     { type: 'InjectAgentMessage', message: null },
-    { type: 'FunctionCallResponse', id: 7, content: 'x' },
-    { type: 'Settings', agent: { think: { functions: 'not an array' } } },
-    { type: 'Settings', audio: { input: { encoding: 'opus', sample_rate: 48000 } } }
+    { type: 'FunctionCallResponse', id: 7, content: 'x' }
   ]
   for (const message of wrong) client.send(message)
-  await client.until(() => client.all('Error').length === wrong.length, `${wrong.length} Errors`)
-  const descriptions = client.all('Error').map((m) => `${String(m.code)}: ${String(m.description)}`)
-  t.match(descriptions, [/"prompt"/, /"speak"/, /"think"/, /"content"/, /"message"/, /"id"/, /functions/, /opus|encoding/])
+  await client.until(() => client.all('Warning').length === wrong.length, `${wrong.length} Warnings`)
+  const descriptions = client.all('Warning').map((m) => `${String(m.code)}: ${String(m.description)}`)
+  t.match(descriptions, [/"prompt"/, /"speak"/, /"think"/, /^INVALID_SETTINGS: .*functions/, /"listen"/, /"content"/, /"message"/, /"id"/])
+  t.same(client.all('Error'), [], 'no Error: the session goes on')
   t.equal(connection.received.length, before, 'nothing went upstream')
   client.send({ type: 'InjectUserMessage', content: 'hello' })
   await client.next('AgentAudioDone')
   t.pass('the session still works')
   await client.close()
+  await noSessionsLeft(proxied)
+})
+
+t.test('Settings the proxy cannot serve, even a later one: an Error, then close 1008 with a reason', async (t) => {
+  const proxied = await startProxy(t)
+  for (const [settings, code, reason] of [
+    [{ type: 'Settings', agent: { think: { functions: 'not an array' } } }, 'INVALID_SETTINGS', 'invalid settings'],
+    [{ type: 'Settings', audio: { input: { encoding: 'opus', sample_rate: 48000 } } }, 'UNSUPPORTED_AUDIO_FORMAT', 'unsupported audio format']
+  ] as const) {
+    const client = await configuredClient(proxied.url)
+    client.send(settings)
+    const error = await client.next('Error')
+    t.equal(error.code, code)
+    t.same(await client.closed, { code: 1008, reason })
+  }
   await noSessionsLeft(proxied)
 })
 

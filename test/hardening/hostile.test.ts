@@ -97,10 +97,11 @@ t.test('client-chosen types never become keys: prototype names and huge types co
   const huge = `Evil${'Z'.repeat(400_000)}`
   const types = ['__proto__', 'constructor', 'toString', 'valueOf', 'hasOwnProperty', huge, 'line\nbreak\u0000', '🦜'.repeat(50)]
   for (const type of types) client.send({ type })
-  await client.until(() => client.all('Error').length === types.length, 'an answer to each')
-  const hugeAnswer = client.all('Error').find((m) => (m.description as string).includes('EvilZZ'))
+  // Each answered with a Warning: an unknown type does not end the session.
+  await client.until(() => client.all('Warning').length === types.length, 'an answer to each')
+  const hugeAnswer = client.all('Warning').find((m) => (m.description as string).includes('EvilZZ'))
   t.ok(hugeAnswer !== undefined && (hugeAnswer.description as string).length < 600, 'the huge type is echoed cut short')
-  t.notOk(client.all('Error').some((m) => (m.description as string).includes('\n')), 'control characters are escaped')
+  t.notOk(client.all('Warning').some((m) => (m.description as string).includes('\n')), 'control characters are escaped')
   const detail = await summaryOf(proxied, client)
   t.equal(detail.client.received.unknown, types.length, 'all counted under "unknown"')
   for (const [type, count] of Object.entries(detail.client.received)) t.type(count, 'number', `${type} counts a number`)
@@ -179,10 +180,13 @@ t.test('memory: hostile clients for a while (huge types, queue floods, growing p
     while (attack.running) {
       const started = Date.now()
       const before = bystander.all('ConversationText').length
+      const heard = bystander.all('AgentAudioDone').length
       bystander.send({ type: 'InjectUserMessage', content: 'ping' })
-      await bystander.until(() => bystander.all('ConversationText').length >= before + 2, 'the bystander\'s answer', 10_000)
+      await bystander.until(() => bystander.all('AgentAudioDone').length > heard, 'the bystander\'s answer', 10_000)
       latencies.push(Date.now() - started)
       conn.finishResponse()
+      // Its words are told once its response is done.
+      await bystander.until(() => bystander.all('ConversationText').length >= before + 2, 'the bystander\'s answer told', 10_000)
       await new Promise((resolve) => setTimeout(resolve, 200)) // a turn every 200 ms: a person, not a flood
     }
   })()

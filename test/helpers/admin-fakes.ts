@@ -23,6 +23,11 @@ export class FakeSession implements LiveSession {
   counts: Required<Omit<FakeCounts, 'tags'>>
   tags: string[]
   responseInProgress = false
+
+  get inTurn (): boolean {
+    return this.responseInProgress
+  }
+
   events: TimelineEvent[] = [
     { at: '2025-01-01T00:00:00.000Z', direction: 'client->proxy', type: 'Settings' },
     { at: '2025-01-01T00:00:00.010Z', direction: 'proxy->upstream', type: 'session.update', eventId: 'evt_1' },

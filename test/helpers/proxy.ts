@@ -187,14 +187,27 @@ export function arrivals (client: TestClient): string[] {
   return order
 }
 
-/** Sends a message of an unknown type and waits for its Error: every earlier client message was processed by then. */
+/** Sends a message of an unknown type and waits for its Warning: every earlier client message was processed by then. */
 export async function barrier (client: TestClient): Promise<void> {
-  const marker = `Barrier${client.messages.length}_${Math.random().toString(36).slice(2)}`
-  client.send({ type: marker })
-  await client.until(() => client.all('Error').some((m) => typeof m.description === 'string' && m.description.includes(marker)), `the Error answering ${marker}`)
+  if (await settled(client) === 'closed') throw new Error(`the session closed before the barrier was answered; got ${client.types().join(', ')}`)
 }
 
-/** Client Errors other than the answers to `barrier`. */
+/** As `barrier`, but a session the proxy ends on the way (Settings it cannot serve) counts as settled too. */
+export async function settled (client: TestClient): Promise<'answered' | 'closed'> {
+  const marker = `Barrier${client.messages.length}_${Math.random().toString(36).slice(2)}`
+  const closed = (): boolean => client.ws.readyState === WebSocket.CLOSED
+  if (!closed()) client.send({ type: marker })
+  const answered = (): boolean => client.all('Warning').some((m) => typeof m.description === 'string' && m.description.includes(marker))
+  await client.until(() => answered() || closed(), `the Warning answering ${marker}`)
+  return answered() ? 'answered' : 'closed'
+}
+
+/** The client's Errors (the answers to `barrier` are Warnings). */
 export function errorsOf (client: TestClient): ClientMessage[] {
-  return client.all('Error').filter((m) => !(typeof m.description === 'string' && m.description.includes('"Barrier')))
+  return client.all('Error')
+}
+
+/** Client Warnings other than the answers to `barrier`. */
+export function warningsOf (client: TestClient): ClientMessage[] {
+  return client.all('Warning').filter((m) => !(typeof m.description === 'string' && m.description.includes('"Barrier')))
 }

@@ -43,6 +43,8 @@ interface ModelResponse {
   partial: Record<string, unknown> | null
   fail: boolean
   createdDelivered: boolean
+  /** Created by a create with its own instructions (greeting, agent message): it answers nothing the user said. */
+  instructed: boolean
 }
 
 export interface ModelOptions {
@@ -70,6 +72,9 @@ export const defaultModelOptions: ModelOptions = {
 }
 
 const FUNCTION_NAMES = ['get_weather', 'get_time', 'book_table']
+
+/** The audio one delta of the model carries, in ms (the test world reports it to the engine so). */
+export const AUDIO_DELTA_MS = 40
 
 /** Starts the `message` of every upstream error: clients must never see it. */
 export const UPSTREAM_MESSAGE_MARK = 'upstream-message-text:'
@@ -116,13 +121,19 @@ export class UpstreamModel {
   private readonly refused = new Set<string>()
   private readonly answeredCalls = new Set<string>()
   private configuredDelivered = false
+  /** Items in the conversation: id → audio ms of an assistant audio item (else 0). */
+  private readonly items = new Map<string, number>()
+  private readonly conflicts = new Map<string, string>()
+  /** The input buffer holds audio not committed yet (the user spoke since the last commit). */
+  private bufferHasAudio = false
   private updates = 0
   private speaking = false
   private audioSpoken = false
   private voice: string | undefined
   private session: Record<string, unknown> = { type: 'realtime' }
 
-  constructor (random: Random, options: Partial<ModelOptions> = {}) {
+  /** `idPrefix` keeps the ids of two connections apart (the real API's ids are unique). */
+  constructor (random: Random, options: Partial<ModelOptions> = {}, private readonly idPrefix = '') {
     this.random = random
     this.options = { ...defaultModelOptions, ...options }
   }
@@ -147,6 +158,22 @@ export class UpstreamModel {
 
   createdDelivered (responseId: string): boolean {
     return this.responses.get(responseId)?.createdDelivered === true
+  }
+
+  /** The create a response was started for (null for server VAD's). */
+  createEventOf (responseId: string): string | null {
+    return this.responses.get(responseId)?.createEventId ?? null
+  }
+
+  /** The response that was running when this create was refused for a conflict. */
+  conflictWith (createEventId: string): string | undefined {
+    return this.conflicts.get(createEventId)
+  }
+
+  /** A response that answers the conversation (server VAD's, or a create without instructions), not one told what to say. */
+  answersConversation (responseId: string): boolean {
+    const response = this.responses.get(responseId)
+    return response !== undefined && !response.instructed
   }
 
   /** A client event the model never answered (lost) — only a watchdog can recover it. */
@@ -200,6 +227,9 @@ export class UpstreamModel {
       case 'conversation.item.create': return this.itemCreate(id, record(event.item))
       case 'response.create': return this.responseCreate(id, record(event.response))
       case 'response.cancel': return this.responseCancel(id, text(event.response_id))
+      case 'conversation.item.delete': return this.itemDelete(id, text(event.item_id))
+      case 'conversation.item.truncate': return this.itemTruncate(id, event)
+      case 'input_audio_buffer.commit': return this.commit(id)
       default: this.violate(`unexpected client event ${type}`)
     }
   }
@@ -237,15 +267,55 @@ export class UpstreamModel {
       else if (this.answeredCalls.has(callId)) this.violate(`function_call_output for ${callId} sent twice`)
       this.answeredCalls.add(callId)
     }
+    // A replayed function call (a new upstream is given the conversation): its output may
+    // follow (were the call lost or refused, the real API would refuse the output: not the proxy's fault).
+    if (item?.type === 'function_call') this.callOwner.set(text(item.call_id) ?? '', 'replayed')
     if (this.chance(this.options.loseP)) {
       this.lost.add(eventId)
       return
     }
     if (this.chance(this.options.refuseItemP)) return this.refuse(eventId, 'invalid_value')
     const id = text(item?.id) ?? this.nextId('item')
+    this.items.set(id, 0)
     const added = { ...item, id, object: 'realtime.item', status: 'completed' }
     this.emit({ type: 'conversation.item.added', previous_item_id: null, item: added })
     this.emit({ type: 'conversation.item.done', previous_item_id: null, item: added })
+  }
+
+  private itemDelete (eventId: string, itemId: string | undefined): void {
+    if (itemId === undefined || !this.items.has(itemId)) return this.refuse(eventId, 'item_not_found')
+    this.items.delete(itemId)
+    this.emit({ type: 'conversation.item.deleted', item_id: itemId })
+  }
+
+  /** Only assistant audio can be cut, at a point within its audio (a cut at 0 is a deletion, refused here). */
+  private itemTruncate (eventId: string, event: Record<string, unknown>): void {
+    const itemId = text(event.item_id)
+    const audioMs = itemId === undefined ? undefined : this.items.get(itemId)
+    if (audioMs === undefined) return this.refuse(eventId, 'item_not_found')
+    const end = event.audio_end_ms
+    if (typeof end !== 'number' || !Number.isInteger(end) || end <= 0 || end > audioMs) {
+      this.violate(`conversation.item.truncate ${eventId} at ${String(end)} ms of an item with ${audioMs} ms of audio`)
+      return this.refuse(eventId, 'invalid_value')
+    }
+    this.emit({ type: 'conversation.item.truncated', item_id: itemId, content_index: 0, audio_end_ms: end })
+  }
+
+  /** A manual commit: the audio since the last commit becomes a user item (no automatic response). */
+  private commit (eventId: string): void {
+    if (!this.configuredDelivered) this.violate(`input_audio_buffer.commit ${eventId} before session.updated`)
+    if (!this.bufferHasAudio) return this.refuse(eventId, 'input_audio_buffer_commit_empty')
+    this.commitUserAudio()
+  }
+
+  private commitUserAudio (): void {
+    this.bufferHasAudio = false
+    const itemId = this.nextId('item')
+    this.emit({ type: 'input_audio_buffer.committed', previous_item_id: null, item_id: itemId })
+    const item = { id: itemId, type: 'message', role: 'user', status: 'completed', content: [{ type: 'input_audio', transcript: null }] }
+    this.items.set(itemId, 0)
+    this.emit({ type: 'conversation.item.added', previous_item_id: null, item })
+    this.emit({ type: 'conversation.item.done', previous_item_id: null, item })
   }
 
   private responseCreate (eventId: string, response: Record<string, unknown> | undefined): void {
@@ -261,11 +331,13 @@ export class UpstreamModel {
     if (this.active !== null) {
       if (this.isRace()) this.raceConflicts++
       else this.violate(`response.create ${eventId} while response ${this.active.id} (${this.active.origin}) is active`)
+      this.conflicts.set(eventId, this.active.id)
       return this.refuse(eventId, 'conversation_already_has_active_response')
     }
     if (this.chance(this.options.refuseCreateP)) return this.refuse(eventId, this.random() < 0.5 ? 'invalid_value' : 'rate_limit_exceeded')
     const metadata = record(response?.metadata) ?? null
-    this.start('client', eventId, metadata, text(response?.instructions) !== undefined)
+    const instructed = text(response?.instructions) !== undefined
+    this.start('client', eventId, metadata, instructed, instructed)
   }
 
   private responseCancel (eventId: string, responseId: string | undefined): void {
@@ -295,6 +367,7 @@ export class UpstreamModel {
   speechStart (): void {
     if (this.closed || this.speaking || !this.configuredDelivered) return
     this.speaking = true
+    this.bufferHasAudio = true
     this.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: this.seq * 20, item_id: this.nextId('item') })
     if (this.active !== null && this.chance(this.options.interruptP)) this.finish(this.active, 'cancelled')
   }
@@ -303,13 +376,9 @@ export class UpstreamModel {
   speechStop (): void {
     if (this.closed || !this.speaking) return
     this.speaking = false
-    const itemId = this.nextId('item')
-    this.emit({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: this.seq * 20, item_id: itemId })
-    this.emit({ type: 'input_audio_buffer.committed', previous_item_id: null, item_id: itemId })
-    const item = { id: itemId, type: 'message', role: 'user', status: 'completed', content: [{ type: 'input_audio', transcript: null }] }
-    this.emit({ type: 'conversation.item.added', previous_item_id: null, item })
-    this.emit({ type: 'conversation.item.done', previous_item_id: null, item })
-    if (this.active === null) this.start('vad', null, null, false)
+    this.emit({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: this.seq * 20, item_id: `item_${this.idPrefix}${this.seq + 1}` })
+    if (this.bufferHasAudio) this.commitUserAudio()
+    if (this.active === null) this.start('vad', null, null, false, false)
   }
 
   /** An out-of-band response (conversation "none") created by someone else on this session. */
@@ -335,7 +404,7 @@ export class UpstreamModel {
 
   // ── internals ─────────────────────────────────────────────────────────────────
 
-  private start (origin: ResponseOrigin, createEventId: string | null, metadata: unknown, speakOnly: boolean): void {
+  private start (origin: ResponseOrigin, createEventId: string | null, metadata: unknown, speakOnly: boolean, instructed: boolean): void {
     const id = this.nextId('resp')
     const withCalls = !speakOnly && this.chance(this.options.callsP)
     const response: ModelResponse = {
@@ -347,7 +416,8 @@ export class UpstreamModel {
       output: [],
       partial: null,
       fail: this.chance(this.options.failP),
-      createdDelivered: false
+      createdDelivered: false,
+      instructed
     }
     this.responses.set(id, response)
     this.active = response
@@ -429,7 +499,16 @@ export class UpstreamModel {
   private emit (draft: Draft, response?: ModelResponse): void {
     if (this.closed) return
     const event: ServerEvent = { ...draft, event_id: this.nextId('event') }
-    if (event.type === 'response.output_audio.delta') this.audioSpoken = true
+    if (event.type === 'response.output_audio.delta') {
+      this.audioSpoken = true
+      const itemId = text(event.item_id)
+      // Each delta stands for 40 ms of audio (the tests report it so).
+      if (itemId !== undefined) this.items.set(itemId, (this.items.get(itemId) ?? 0) + AUDIO_DELTA_MS)
+    }
+    if (event.type === 'response.output_item.added' && text(record(event.item)?.id) !== undefined) {
+      const itemId = text(record(event.item)?.id) as string
+      if (!this.items.has(itemId)) this.items.set(itemId, 0)
+    }
     if (event.type === 'response.function_call_arguments.done' && response !== undefined) this.callOwner.set(String(event.call_id), response.id)
     if (event.type === 'response.output_item.added' && response !== undefined) response.partial = record(event.item) ?? null
     if (event.type === 'response.output_item.done' && response !== undefined) {
@@ -471,6 +550,6 @@ export class UpstreamModel {
 
   private nextId (kind: string): string {
     this.seq += 1
-    return `${kind}_${this.seq}`
+    return `${kind}_${this.idPrefix}${this.seq}`
   }
 }

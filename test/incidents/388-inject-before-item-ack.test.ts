@@ -59,24 +59,28 @@ t.test('#388 two injects while acks are slow: no create overtakes an unacknowled
   const conn = await sim.nextConnection()
 
   const early: string[] = []
-  let seen = 0
-  // Runs on every response.create as the simulator processes it; resolves at the second.
-  const creates = conn.waitFor('response.create', () => {
+  // Runs on every response.create as the simulator processes it.
+  conn.waitFor('response.create', () => {
     const acked = new Set(conn.sent.filter((e) => e.type === 'conversation.item.added').map((e) => e.item?.id))
     for (const item of conn.received.filter((e) => e.type === 'conversation.item.create')) {
       if (!acked.has(item.item?.id)) early.push(String(item.item?.id))
     }
-    return ++seen === 2
-  })
+    return false
+  }).catch(() => {})
   client.send({ type: 'InjectUserMessage', content: 'first' })
   client.send({ type: 'InjectUserMessage', content: 'second' })
-  await creates
+  await conn.waitFor('response.create')
+  // One response answers both when it started after both were in the conversation (the
+  // usual case: the acks come together); else the second gets a create of its own.
+  await client.until(() => client.all('AgentAudioDone').length === conn.count('response.create') &&
+    client.all('ConversationText').filter((m) => m.role === 'assistant').length === conn.count('response.create'), 'every response heard and told')
   t.same(early, [], 'no response.create overtook an unacknowledged injected item')
-
-  await client.until(() => client.all('AgentAudioDone').length === 2, 'two spoken answers')
-  const answers = client.all('ConversationText').filter((m) => m.role === 'assistant')
-  t.equal(answers.length, 2, 'one assistant answer per create')
-  t.equal(conn.count('response.create'), 2, 'the first ack\'s create went at once, the second waited for the slot')
+  const creates = conn.received.filter((e) => e.type === 'response.create')
+  t.ok(creates.length === 1 || creates.length === 2, `one or two creates (${creates.length})`)
+  const responses = conn.sent.filter((e) => e.type === 'response.created')
+  const secondAck = conn.sent.findIndex((e) => e.type === 'conversation.item.added' && e.item?.id === conn.received.filter((r) => r.type === 'conversation.item.create')[1]?.item?.id)
+  const firstCreated = conn.sent.indexOf(responses[0])
+  t.equal(creates.length, secondAck < firstCreated ? 1 : 2, 'a second create exactly when the first response started before the second message was in the conversation')
   t.same(client.all('Error'), [], 'no Error reached the client')
   t.same(sim.violations(), emptyViolations(), 'the simulator counted no violation')
 })

@@ -90,6 +90,7 @@ t.test('native client: one of two calls answered: no follow-up until the other i
   client.send({ type: 'FunctionCallResponse', id: second.id, name: second.name, content: 'humid' })
   await followUp
   await client.next('AgentAudioDone')
+  await client.until(() => client.all('ConversationText').some((m) => m.role === 'assistant'), 'the answer told once heard')
   t.equal(client.all('ConversationText').find((m) => m.role === 'assistant')?.content, 'The result is warm and humid.')
   t.equal(conn.count('response.create'), 2)
   t.same(sim.violations(), emptyViolations(), 'the simulator counted no violation')

@@ -77,7 +77,7 @@ t.test('upstream never completes the follow-up and ignores the cancel (neverComp
     // A stuck upstream: the watchdog's cancel does not end the response either.
     conn.script.rejectNext.push({ type: 'response.cancel', code: 'response_cancel_not_active' })
   })
-  await live.client.until(() => live.client.all('ConversationText').some((m) => m.role === 'assistant'), 'the follow-up\'s content')
+  await live.client.next('AgentAudioDone')
   const stuck = live.conn.activeResponseId
   t.type(stuck, 'string', 'the simulator holds the follow-up open')
   const during = await sessionDetail(live)
@@ -88,6 +88,7 @@ t.test('upstream never completes the follow-up and ignores the cancel (neverComp
   t.equal(cancel.response_id, stuck, 'the responseMaxMs watchdog cancels it by id')
   const warning = await live.client.next('Warning', 3000)
   t.equal(warning.code, 'RESPONSE_TIMEOUT', 'the client is told once the cancel grace ran out')
+  await live.client.until(() => live.client.all('ConversationText').some((m) => m.role === 'assistant'), 'the follow-up\'s words, told once given up on')
   const after = await sessionDetail(live)
   t.equal(after.responseInProgress, false, 'the slot is free again')
   t.equal(after.activeResponseId, null)

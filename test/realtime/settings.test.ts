@@ -143,14 +143,15 @@ t.test('UpdatePrompt appends to the instructions → PromptUpdated', async (t) =
   t.same(conn.violations, NO_VIOLATIONS)
 })
 
-t.test('UpdatePrompt without a string prompt is an Error and changes nothing', async (t) => {
+t.test('UpdatePrompt without a string prompt is a Warning and changes nothing; the session goes on', async (t) => {
   const { url, sim } = await startProxy(t)
   const client = await configuredClient(url)
   t.teardown(() => client.close())
   const conn = await sim.nextConnection()
   client.send({ type: 'UpdatePrompt', prompt: 42 })
-  const error = await client.next('Error')
-  t.equal(error.code, 'UNPARSABLE_CLIENT_MESSAGE')
+  const warning = await client.next('Warning')
+  t.equal(warning.code, 'UNPARSABLE_CLIENT_MESSAGE')
+  t.same(client.all('Error'), [], 'not an Error: Deepgram\'s clients would reconnect')
   await barrier(client)
   t.equal(conn.count('session.update'), 1)
   t.equal(client.all('PromptUpdated').length, 0)
@@ -258,7 +259,8 @@ t.test('UpdateThink changes instructions and tools → ThinkUpdated', async (t) 
 })
 
 for (const [direction, encoding] of [['input', 'opus'], ['output', 'mp3'], ['input', 'flac']] as const) {
-  t.test(`unsupported ${direction} encoding ${encoding} → Error UNSUPPORTED_AUDIO_FORMAT, and a corrected Settings works`, async (t) => {
+  // Deepgram's clients treat every Error as the end of the session: the proxy ends it too, with a reason.
+  t.test(`unsupported ${direction} encoding ${encoding} → Error UNSUPPORTED_AUDIO_FORMAT, then close 1008`, async (t) => {
     const { url, sim } = await startProxy(t)
     const client = await connect(t, url)
     const conn = await sim.nextConnection()
@@ -267,19 +269,23 @@ for (const [direction, encoding] of [['input', 'opus'], ['output', 'mp3'], ['inp
     const error = await client.next('Error')
     t.equal(error.code, 'UNSUPPORTED_AUDIO_FORMAT')
     t.match(error.description, encoding, 'the description names what was asked')
-    await barrier(client)
+    t.same(await client.closed, { code: 1008, reason: 'unsupported audio format' })
     t.equal(conn.count('session.update'), 0, 'nothing was configured upstream')
-    t.equal(client.ws.readyState, client.ws.OPEN, 'the session stays usable')
-    client.send(settings())
-    await client.next('SettingsApplied')
-    t.equal(conn.count('session.update'), 1)
-    client.send({ type: 'InjectUserMessage', content: 'Still there?' })
-    const reply = await client.next('ConversationText')
-    t.equal(reply.role, 'user')
-    t.equal((await client.next('ConversationText')).content, 'You said: Still there.')
     t.same(conn.violations, NO_VIOLATIONS)
   })
 }
+
+t.test('Settings whose agent is a string (a saved agent configuration\'s id) → Error AGENT_ID_NOT_SUPPORTED, then close 1008', async (t) => {
+  const { url, sim } = await startProxy(t)
+  const client = await connect(t, url)
+  const conn = await sim.nextConnection()
+  client.send({ ...settings(), agent: 'agent_01HZX8Y' })
+  const error = await client.next('Error')
+  t.equal(error.code, 'AGENT_ID_NOT_SUPPORTED')
+  t.match(error.description, /saved agent configuration/)
+  t.same(await client.closed, { code: 1008, reason: 'agent id not supported' })
+  t.equal(conn.count('session.update'), 0, 'defaults were never run in its place')
+})
 
 t.test('Settings sent without waiting for Welcome, with KeepAlive and audio before SettingsApplied, works', async (t) => {
   const { url, sim } = await startProxy(t, { script: { echoAudio: true } })
