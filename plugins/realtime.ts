@@ -11,7 +11,7 @@ import type { IncomingMessage, Server } from 'node:http'
 import websocket from '@fastify/websocket'
 import type { Logger } from 'pino'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import type { EngineTimings } from '../lib/engine/engine.js'
+import { ENGINE_TIMINGS, type EngineTimings } from '../lib/engine/engine.js'
 import { EndpointAllowlist } from '../lib/functions.js'
 import { LIMIT_DEFAULTS, PLUGIN_LIMITS, limitProblem } from '../lib/limits.js'
 import type { PluginLimits } from '../lib/limits.js'
@@ -195,7 +195,8 @@ function checkOptions (options: RealtimeOptions): void {
       problems.push('`engine` as an object of watchdog timings ({ createAckMs, responseMaxMs, … })')
     } else {
       for (const [name, value] of Object.entries(options.engine)) {
-        if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) problems.push(`\`engine.${name}\` as a non-negative integer`)
+        if (!(ENGINE_TIMINGS as readonly string[]).includes(name)) problems.push(`only known timings in \`engine\` (${ENGINE_TIMINGS.join(', ')}): \`engine.${name}\` is not one`)
+        else if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) problems.push(`\`engine.${name}\` as a non-negative integer`)
       }
     }
   }

@@ -3,7 +3,7 @@
 // audio), when AgentAudioDone is due, and the latencies of AgentStartedSpeaking.
 
 import t from 'tap'
-import { Driver, client, ready, responding, type Input } from './helpers/engine-driver.js'
+import { Driver, client, ready, responding, upstream, type Input } from './helpers/engine-driver.js'
 import type { Command } from '../lib/engine/io.js'
 
 function metrics (cmds: Command[]): Array<Extract<Command, { kind: 'metric' }>> {
@@ -99,4 +99,47 @@ t.test('every speech_started resets the output converter, also with nothing play
   const cmds = d.up({ type: 'input_audio_buffer.speech_started' })
   t.equal(cmds.filter((c) => c.kind === 'resetOutputAudio').length, 1)
   t.same(client(cmds), [{ type: 'UserStartedSpeaking' }])
+})
+
+t.test('barge-in while our response is requested but not yet created silences that response too', async (t) => {
+  const d = ready()
+  d.feed({ type: 'injectAgent', message: 'Here is the news.', behavior: 'queue' })
+  d.up({ type: 'input_audio_buffer.speech_started' })
+  const created = d.created('resp_1')
+  t.match(upstream(created, 'response.cancel'), [{ response_id: 'resp_1' }], 'cancelled when it exists')
+  t.same(client(d.feed({ type: 'agentAudio', responseId: 'resp_1' })), [], 'no AgentStartedSpeaking')
+  t.equal(d.engine.audibleResponse, null, 'its audio does not play')
+})
+
+/** resp_1 finished: all its 4 s of audio sent from `d.at`, its transcript known; the client is still playing it. */
+function playingOut (d: Driver): number {
+  d.up({ type: 'response.output_item.added', response_id: 'resp_1', output_index: 0, item: { id: 'item_a', type: 'message', role: 'assistant', content: [] } })
+  d.feed({ type: 'agentAudio', responseId: 'resp_1' })
+  const firstAudio = d.at
+  d.engine.noteAudio('resp_1', 4000, true)
+  d.up({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'one two three four five six seven eight nine ten' })
+  d.up({ type: 'response.output_audio.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0 })
+  d.done('resp_1')
+  return firstAudio
+}
+
+t.test('barge-in during the play-out of a finished reply, after the next response was created: both are cut', async (t) => {
+  const d = responding('resp_1')
+  const firstAudio = playingOut(d)
+  d.feed({ type: 'injectAgent', message: 'And another thing.', behavior: 'queue' })
+  d.created('resp_2')
+  const cmds = at(d, firstAudio + 2000, { type: 'upstream', event: { type: 'input_audio_buffer.speech_started' } })
+  t.match(upstream(cmds, 'conversation.item.truncate'), [{ item_id: 'item_a', content_index: 0, audio_end_ms: 2000 }], 'the reply being heard is cut where the user spoke')
+  t.match(client(cmds, 'ConversationText'), [{ role: 'assistant', content: 'one two three four five' }], 'and told as heard')
+  t.match(upstream(cmds, 'response.cancel'), [{ response_id: 'resp_2' }], 'the new response is cancelled')
+  t.same(client(d.feed({ type: 'agentAudio', responseId: 'resp_2' })), [], 'and never heard')
+})
+
+t.test('an out-of-band response created during the play-out does not shield the reply from barge-in', async (t) => {
+  const d = responding('resp_1')
+  const firstAudio = playingOut(d)
+  d.up({ type: 'response.created', response: { object: 'realtime.response', id: 'resp_oob', status: 'in_progress', conversation_id: null, metadata: null, output: [] } })
+  const cmds = at(d, firstAudio + 1000, { type: 'upstream', event: { type: 'input_audio_buffer.speech_started' } })
+  t.match(upstream(cmds, 'conversation.item.truncate'), [{ item_id: 'item_a', audio_end_ms: 1000 }])
+  t.same(upstream(cmds, 'response.cancel'), [], 'an out-of-band response is not ours to cancel')
 })

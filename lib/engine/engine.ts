@@ -57,7 +57,8 @@ export interface EngineOptions {
 }
 
 /** The engine's watchdog timings and retry bound, as the plugin's `engine` option takes them (the rest are limits). */
-export type EngineTimings = Partial<Pick<EngineOptions, 'createAckMs' | 'responseMaxMs' | 'cancelGraceMs' | 'itemAckMs' | 'updateAckMs' | 'maxCreateRetries' | 'transcriptWaitMs' | 'reconnectBackoffMs'>>
+export const ENGINE_TIMINGS = ['createAckMs', 'responseMaxMs', 'cancelGraceMs', 'itemAckMs', 'updateAckMs', 'maxCreateRetries', 'transcriptWaitMs', 'reconnectBackoffMs'] as const
+export type EngineTimings = Partial<Pick<EngineOptions, typeof ENGINE_TIMINGS[number]>>
 
 export const defaultEngineOptions: Omit<EngineOptions, 'idPrefix'> = {
   createAckMs: 15_000,
@@ -179,6 +180,8 @@ interface Speech {
   serverFunctions: ReadonlySet<string>
   /** ForceEndTurn commits on their way: each commit that lands starts that turn's response. */
   pendingCommits: number
+  /** The user stopped speaking and server VAD will answer: its response has not been created yet. */
+  vadTurnDue: boolean
 }
 
 /** The upstream connection as the engine sees it. */
@@ -298,7 +301,8 @@ export class TurnEngine {
         heldTexts: [],
         history: true,
         serverFunctions: new Set(),
-        pendingCommits: 0
+        pendingCommits: 0,
+        vadTurnDue: false
       },
       record: new ConversationRecord(),
       link: { state: 'live', attempts: 0, liveSince: 0, planned: false, renewDue: false, connecting: false, replayedAt: 0 },
@@ -428,7 +432,7 @@ export class TurnEngine {
       case 'session.updated': return this.#sessionUpdated(at)
       case 'response.created':
         rememberBounded(speech.createdAt, event.responseId, at, MAX_CREATED_AT)
-        speech.speaking = null
+        if (!event.outOfBand) speech.vadTurnDue = false
         return this.#responseCreated(event, at)
       case 'response.done':
         if (event.responseId !== undefined) speech.createdAt.delete(event.responseId)
@@ -444,6 +448,8 @@ export class TurnEngine {
       case 'speech.stopped':
         speech.turnAnchor = at
         speech.userSpeaking = false
+        // Server VAD commits the turn and answers it next: no renewal in between.
+        speech.vadTurnDue = this.#s.applied.turnDetection?.create_response !== false
         return this.#maybeRenew()
       case 'audio.done': return this.#audioDone(event.responseId)
       case 'transcript.done':
@@ -614,24 +620,33 @@ export class TurnEngine {
   }
 
   /**
-   * The user started speaking. The response being heard goes silent at once (and so does
-   * one running but not heard yet, or one whose create is still on its way); what the
-   * client heard of it is kept, the rest is cut from the conversation upstream.
+   * The user started speaking. The running response goes silent at once (heard or not,
+   * and so does one whose create is still on its way), and so does the one being heard,
+   * which may be playing out after its response.done: what the client heard of each is
+   * kept, the rest is cut from the conversation upstream.
    */
   #bargeIn (at: number): void {
     const s = this.#s
     const speech = s.speech
-    const interrupted = speech.speaking ?? this.activeResponseId
+    const running = this.activeResponseId
     // (With nothing to interrupt, one talked over before stays silent: its audio may still come.)
-    speech.muted = interrupted ?? speech.muted
+    speech.muted = running ?? speech.speaking ?? speech.muted
     this.#out.push({ kind: 'resetOutputAudio' })
     this.#client({ type: 'UserStartedSpeaking' })
     speech.userSpeaking = true
+    speech.vadTurnDue = false
     if (s.slot.creating !== null) {
       s.slot.creating.muteOnCreate = true
       s.slot.creating.cancelOnCreate = true
     }
-    const turn = interrupted === null ? undefined : speech.turns.get(interrupted)
+    if (speech.speaking !== null && speech.speaking !== running) this.#interruptTurn(speech.speaking, at)
+    if (running !== null) this.#interruptTurn(running, at)
+  }
+
+  /** Barge-in cuts one response's turn where the client stopped hearing it. */
+  #interruptTurn (responseId: string, at: number): void {
+    const s = this.#s
+    const turn = s.speech.turns.get(responseId)
     if (turn === undefined || turn.settled || turn.heardMs !== undefined) return
     turn.heardMs = heardAt(turn, at)
     if (turn.firstSentAt !== undefined && !turn.audioDoneSent) {
@@ -639,7 +654,7 @@ export class TurnEngine {
       turn.audioDoneSent = true
       this.#client({ type: 'AgentAudioDone' })
     }
-    const open = s.slot.open.find((r) => r.key === interrupted)
+    const open = s.slot.open.find((r) => r.key === responseId)
     // Server VAD with interrupt_response cancels by itself; without it, we do.
     if (open !== undefined && s.applied.turnDetection?.interrupt_response !== true) this.#cancelResponse(open)
     if (turn.done) this.#settleTurn(turn)
@@ -743,6 +758,7 @@ export class TurnEngine {
     }
     if (text !== undefined && text !== '') this.#tell('user', text)
     if (speech.pendingUser.size === 0) this.#releaseHeldTexts()
+    this.#maybeRenew()
   }
 
   #userTranscriptFailed (itemId: string | undefined): void {
@@ -753,6 +769,7 @@ export class TurnEngine {
     }
     this.#client({ type: 'Warning', code: WarningCode.transcriptionFailed, description: 'What the user said could not be transcribed; the agent still heard it.' })
     if (speech.pendingUser.size === 0) this.#releaseHeldTexts()
+    this.#maybeRenew()
   }
 
   #turn (responseId: string): AgentTurn {
@@ -1158,9 +1175,11 @@ export class TurnEngine {
     if (!s.link.renewDue || s.phase !== 'ready' || s.link.state !== 'live') return
     const quiet = !this.responseInProgress && s.queue.length === 0 && s.inflightUpdate === null && s.pendingFields === null && this.pending.functionCalls === 0 &&
       !s.speech.userSpeaking && s.awaitingItems.size === 0 && s.replaying.size === 0 && s.speech.turns.size === 0 &&
-      s.speech.pendingUser.size === 0 && s.speech.pendingCommits === 0
+      s.speech.pendingUser.size === 0 && s.speech.pendingCommits === 0 && !s.speech.vadTurnDue && s.speech.heldTexts.length === 0
     if (!quiet) return
     s.link.renewDue = false
+    // The renewal's own connection is the first attempt of a streak, as after a loss.
+    s.link.attempts = 1
     this.#linkDown(true, this.#now)
     this.#log('info', 'renewing the upstream connection at a quiet moment', { reason: 'age' })
     this.#connect(0, 'renew')
@@ -1299,9 +1318,10 @@ export class TurnEngine {
     s.sent.clear()
     s.abandoned = []
     const speech = s.speech
-    // Whatever was playing stops with the upstream: its words are told as far as they were heard.
+    // What was playing stops with the upstream, but the client still plays all the audio it
+    // was sent: each turn's words are told as far as its audio reached the client.
     for (const turn of speech.turns.values()) {
-      if (turn.heardMs === undefined && turn.firstSentAt !== undefined) turn.heardMs = heardAt(turn, at)
+      if (turn.heardMs === undefined && turn.firstSentAt !== undefined && turn.sentMs < turn.producedMs) turn.heardMs = Math.floor(turn.sentMs)
       if (turn.firstSentAt !== undefined && !turn.audioDoneSent && turn.responseId === this.audibleResponse) {
         turn.audioDoneSent = true
         this.#client({ type: 'AgentAudioDone' })
@@ -1313,6 +1333,7 @@ export class TurnEngine {
     speech.muted = null
     speech.userSpeaking = false
     speech.pendingCommits = 0
+    speech.vadTurnDue = false
     speech.pendingUser.clear()
     this.#releaseHeldTexts()
     for (const responseId of s.callResponses.keys()) this.#followUpIfAnswered(responseId, at)

@@ -56,6 +56,7 @@ export class ConversationRecord {
   answer (callId: string, output: string): void {
     const entry = this.#entries.find((candidate) => candidate.kind === 'call' && candidate.callId === callId)
     if (entry?.kind !== 'call') return
+    this.#chars -= entry.output?.length ?? 0
     entry.output = capped(output)
     this.#chars += entry.output?.length ?? 0
     this.#trim()

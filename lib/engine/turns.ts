@@ -66,13 +66,19 @@ export function heardAt (turn: AgentTurn, at: number): number {
  * The words of `text` heard when `fraction` of its audio played: speech runs at an even
  * pace through a transcript, so the cut falls at that fraction of its characters, moved
  * back to the end of the last whole word (as LiveKit's transcript synchronisation
- * estimates it). Nothing heard → ''; all of it → the whole text.
+ * estimates it); a text without spaces is cut between characters. Nothing heard → '';
+ * all of it → the whole text.
  */
 export function heardText (text: string, fraction: number): string {
   if (fraction >= 1) return text
   if (!(fraction > 0)) return ''
-  const cut = Math.floor(text.length * fraction)
+  let cut = Math.floor(text.length * fraction)
   if (cut >= text.length) return text
+  // Scripts written without spaces (Chinese, Japanese, Thai) are cut between characters.
+  if (!/\s/.test(text)) {
+    if (/[\uD800-\uDBFF]/.test(text[cut - 1] ?? '')) cut--
+    return text.slice(0, cut)
+  }
   // A word the cut falls inside was not heard whole.
   const atBoundary = /\s/.test(text[cut] ?? ' ')
   const head = text.slice(0, cut)

@@ -1,0 +1,134 @@
+// The upstream connection as the turn engine runs it (docs/turn-engine.md rule 14): when a
+// planned renewal may go, how many attempts a renewal or a loss gets and how long each
+// waits, when a streak of losses ends the session, and what a loss tells of a reply the
+// client is still playing. Pure: the engine alone, time driven by the test.
+
+import t from 'tap'
+import { Driver, client, ready, responding, upstream, type Input, type ReadyOptions } from './helpers/engine-driver.js'
+import type { Command } from '../lib/engine/io.js'
+import { ErrorCode, WarningCode } from '../lib/protocol/deepgram.js'
+
+const VAD = { type: 'server_vad' as const, create_response: true, interrupt_response: true }
+const FAILURE = { code: ErrorCode.upstreamUnavailable, description: 'The agent could not be reached.', closeCode: 1011, reason: 'upstream unavailable' }
+
+function connects (cmds: Command[]): Array<Extract<Command, { kind: 'connectUpstream' }>> {
+  return cmds.flatMap((c) => c.kind === 'connectUpstream' ? [c] : [])
+}
+
+function renewing (opts: ReadyOptions = {}): Driver {
+  return ready({ ...opts, options: { renewAfterMs: 1000, ...opts.options } })
+}
+
+const renewDue: Input = { type: 'timer', timer: { kind: 'renewDue' } }
+const lost = (closeCode = 1006): Input => ({ type: 'upstreamLost', closeCode, failure: FAILURE })
+const connectFailed: Input = { type: 'upstreamConnectFailed', failure: FAILURE }
+
+/** The new upstream opens and takes the session: the link is live again. */
+function relink (d: Driver): Command[] {
+  return [...d.feed({ type: 'upstreamOpened' }), ...d.up({ type: 'session.updated', session: { type: 'realtime' } })]
+}
+
+t.test('a renewal that is due waits while the user speaks and until server VAD has answered the turn', async (t) => {
+  const d = renewing({ fields: { instructions: 'Be brief.', turnDetection: VAD } })
+  d.up({ type: 'input_audio_buffer.speech_started' })
+  t.same(connects(d.feed(renewDue)), [], 'not while the user speaks')
+  t.same(connects(d.up({ type: 'input_audio_buffer.speech_stopped' })), [], 'not between the end of speech and the response server VAD creates for it')
+  t.same(connects(d.up({ type: 'input_audio_buffer.committed', item_id: 'item_user' })), [], 'not when the turn is committed')
+  t.same(connects(d.created('resp_vad', null)), [], 'not while the response runs')
+  const after = d.done('resp_vad')
+  t.match(connects(after), [{ reason: 'renew', delayMs: 0 }], 'at the first quiet moment after it')
+})
+
+t.test('without create_response, the end of speech is a quiet moment', async (t) => {
+  const d = renewing({ fields: { instructions: 'Be brief.', turnDetection: { ...VAD, create_response: false } } })
+  d.up({ type: 'input_audio_buffer.speech_started' })
+  d.feed(renewDue)
+  t.match(connects(d.up({ type: 'input_audio_buffer.speech_stopped' })), [{ reason: 'renew' }])
+})
+
+for (const [outcome, event] of [
+  ['completed', { type: 'conversation.item.input_audio_transcription.completed', item_id: 'item_user', content_index: 0, transcript: 'Hello there.' }],
+  ['failed', { type: 'conversation.item.input_audio_transcription.failed', item_id: 'item_user', content_index: 0, error: { type: 'transcription_error', message: 'x' } }]
+] as const) {
+  t.test(`a renewal held by a pending transcription goes once it has ${outcome}`, async (t) => {
+    const d = renewing({ fields: { instructions: 'Be brief.', turnDetection: { ...VAD, create_response: false }, transcription: { model: 'whisper-1' } } })
+    d.up({ type: 'input_audio_buffer.speech_started' })
+    d.up({ type: 'input_audio_buffer.speech_stopped' })
+    d.up({ type: 'input_audio_buffer.committed', item_id: 'item_user' })
+    t.same(connects(d.feed(renewDue)), [], 'the user\'s words are not known yet')
+    t.match(connects(d.up(event)), [{ reason: 'renew' }])
+  })
+}
+
+t.test('a renewal whose connections fail gets as many attempts, with the same waits, as a loss', async (t) => {
+  const attempts = (d: Driver, first: Command[]): { delays: number[], ended: Command[] } => {
+    const delays = connects(first).map((c) => c.delayMs)
+    let cmds: Command[] = []
+    for (let i = 0; i < 10 && client(cmds, 'Error').length === 0; i++) {
+      cmds = d.feed(connectFailed)
+      delays.push(...connects(cmds).map((c) => c.delayMs))
+    }
+    return { delays, ended: cmds }
+  }
+  const options = { reconnectAttempts: 3, reconnectBackoffMs: 100 }
+  const renewal = renewing({ options })
+  const planned = attempts(renewal, renewal.feed(renewDue))
+  const loss = ready({ options })
+  const unplanned = attempts(loss, loss.feed(lost()))
+  t.same(unplanned.delays, [0, 100, 200], 'a loss: at once, then the backoff doubling, three attempts in all')
+  t.same(planned.delays, unplanned.delays, 'a renewal: the same')
+  for (const ended of [planned.ended, unplanned.ended]) {
+    t.match(client(ended, 'Error'), [{ code: ErrorCode.upstreamUnavailable }], 'then the session ends with the failure')
+    t.ok(ended.some((c) => c.kind === 'close'))
+  }
+})
+
+t.test('an upstream that keeps dropping soon after each reconnect ends the session; one that stayed up starts a new streak', async (t) => {
+  const d = ready({ options: { reconnectAttempts: 3 } })
+  for (let i = 1; i <= 3; i++) {
+    t.equal(connects(d.feed(lost())).length, 1, `loss ${i}: a reconnect`)
+    t.match(client(relink(d), 'Warning'), [{ code: WarningCode.upstreamReconnected }], `reconnect ${i}: one Warning`)
+  }
+  const fourth = d.feed(lost())
+  t.same(connects(fourth), [], 'a fourth loss in a row: no more attempts')
+  t.equal(client(fourth, 'Error').length, 1)
+
+  const steady = ready({ options: { reconnectAttempts: 3 } })
+  for (let i = 1; i <= 5; i++) {
+    steady.at += 31_000
+    t.equal(connects(steady.feed(lost())).length, 1, `loss ${i} after a stable half minute: a reconnect`)
+    relink(steady)
+  }
+})
+
+/** Our response `resp_1` with one message item whose whole transcript is known, `sent` ms of audio at the client out of `produced`. */
+function speaking (sent: number, produced: number, done: boolean): Driver {
+  const d = responding('resp_1')
+  d.up({ type: 'response.output_item.added', response_id: 'resp_1', output_index: 0, item: { id: 'item_a', type: 'message', role: 'assistant', content: [] } })
+  d.feed({ type: 'agentAudio', responseId: 'resp_1' })
+  d.engine.noteAudio('resp_1', sent, true)
+  if (produced > sent) d.engine.noteAudio('resp_1', produced - sent, false)
+  if (done) {
+    d.up({ type: 'response.output_audio_transcript.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, transcript: 'one two three four five six seven eight nine ten' })
+    d.up({ type: 'response.output_audio.done', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0 })
+    d.done('resp_1')
+  } else {
+    d.up({ type: 'response.output_audio_transcript.delta', response_id: 'resp_1', item_id: 'item_a', output_index: 0, content_index: 0, delta: 'one two three four five six seven eight nine ten' })
+  }
+  return d
+}
+
+t.test('a loss while the client plays out a finished reply: the reply is told whole (the client still hears all of it)', async (t) => {
+  const d = speaking(4000, 4000, true)
+  const cmds = d.feed(lost())
+  t.match(client(cmds, 'ConversationText'), [{ role: 'assistant', content: 'one two three four five six seven eight nine ten' }])
+  t.same(upstream(cmds, 'conversation.item.truncate'), [], 'nothing to cut')
+  t.match(d.engine.state.record.entries, [{ kind: 'message', role: 'assistant', text: 'one two three four five six seven eight nine ten' }], 'the record, replayed into the next upstream, has all of it')
+})
+
+t.test('a loss mid-reply: the words of the audio the client was sent are told, not the rest', async (t) => {
+  const d = speaking(2000, 4000, false)
+  const cmds = d.feed(lost())
+  t.match(client(cmds, 'ConversationText'), [{ role: 'assistant', content: 'one two three four five' }])
+  t.equal(client(cmds, 'AgentAudioDone').length, 1, 'its audio ends')
+})
