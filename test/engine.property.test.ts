@@ -762,8 +762,8 @@ class World {
       if (createEventId !== null && this.muteOnCreate.has(createEventId)) this.expectMuted.add(responseId)
     }
     if (event.type === 'input_audio_buffer.speech_started') {
-      const interrupted = this.engine.audibleResponse ?? this.engine.activeResponseId
-      if (interrupted !== null) this.expectMuted.add(interrupted)
+      // The running response goes silent, and so does the one being heard (docs/turn-engine.md rule 7).
+      for (const interrupted of [this.engine.audibleResponse, this.engine.activeResponseId]) if (interrupted !== null) this.expectMuted.add(interrupted)
       if (this.state.slot.creating !== null) this.muteOnCreate.add(this.state.slot.creating.eventId)
     }
     if (event.type === 'error' && errorEventId !== undefined) {
