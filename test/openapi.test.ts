@@ -10,6 +10,7 @@ import Fastify from 'fastify'
 import t, { type Test } from 'tap'
 import { parse } from 'yaml'
 import admin, { MAX_ADMIN_STREAMS } from '../plugins/admin.js'
+import demo from '../plugins/demo.js'
 import { createMetrics } from '../lib/metrics.js'
 import { SessionRegistry } from '../lib/registry.js'
 import { FakeSession, startAdmin, type AdminServer } from './helpers/admin-fakes.js'
@@ -17,6 +18,7 @@ import { readAdminEvents } from './helpers/admin-events.js'
 import { startRedis } from './helpers/admin-redis.js'
 
 const WEBSOCKET_PATH = '/v1/agent/converse'
+const DEMO = { simulator: true, authRequired: false, model: 'gpt-realtime', conversePath: WEBSOCKET_PATH }
 const TOKEN = 'openapi-test-token'
 
 interface MediaType { schema?: unknown }
@@ -176,7 +178,7 @@ t.test('the document is OpenAPI 3.1 and every $ref resolves', async (t) => {
   }
 })
 
-t.test('every route the admin plugin registers is documented, and nothing else', async (t) => {
+t.test('every route the admin and demo plugins register is documented, and nothing else', async (t) => {
   const sessions = new SessionRegistry()
   const app = Fastify()
   const routes: string[] = []
@@ -187,6 +189,7 @@ t.test('every route the admin plugin registers is documented, and nothing else',
     }
   })
   await app.register(admin, { sessions, metrics: createMetrics(sessions), instanceId: 'i', isReady: () => true })
+  await app.register(demo, DEMO)
   await app.ready()
   t.teardown(() => app.close())
 
@@ -195,7 +198,7 @@ t.test('every route the admin plugin registers is documented, and nothing else',
   t.same(routes.toSorted(), documented.filter((route) => route !== `get ${WEBSOCKET_PATH}`).toSorted())
   t.ok(documented.includes(`get ${WEBSOCKET_PATH}`), 'the WebSocket endpoint is documented too')
   const converse = doc.paths[WEBSOCKET_PATH]?.get as Operation
-  t.same(Object.keys(converse.responses).toSorted(), ['101', '401', '403', '503'])
+  t.same(Object.keys(converse.responses).toSorted(), ['101', '400', '401', '403', '503'])
 })
 
 t.test('real responses match the document', async (t) => {
@@ -267,6 +270,17 @@ t.test('real responses match the document', async (t) => {
   const held = await Promise.all(Array.from({ length: MAX_ADMIN_STREAMS }, async () => await readAdminEvents(`${open.url}/admin/events`)))
   await check(t, open, { path: '/admin/events', method: 'get', url: '/admin/events', status: 503 })
   for (const stream of held) stream.close()
+})
+
+t.test('the demo page\'s responses match the document', async (t) => {
+  const app = Fastify({ logger: false })
+  await app.register(demo, DEMO)
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const server = { app, url } as unknown as AdminServer
+  for (const path of Object.keys(doc.paths).filter((p) => p === '/' || p.startsWith('/demo/'))) {
+    await check(t, server, { path, method: 'get', url: path, status: 200 })
+  }
 })
 
 t.test('fleet responses match the document (real redis-server)', async (t) => {
