@@ -4,13 +4,14 @@
 // which also tells "playback stopped" apart from "the audio ran out". Screenshots go
 // to test-artifacts/ (gitignored).
 
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import type { Page, WebSocket as PageSocket } from 'playwright-core'
 import t, { type Test } from 'tap'
 import { CONVERSE_PATH } from '../plugins/realtime.js'
 import { tempDir } from './fixtures/deploy-stack.js'
 import { launchBrowser } from './helpers/browser.js'
 import { startProxy, type TestProxy } from './helpers/proxy.js'
+import { writeToneWav } from './helpers/wav.js'
 
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url)
 const AUDIO_PROBE = new URL('./fixtures/page-audio-probe.js', import.meta.url).pathname
@@ -23,26 +24,6 @@ const AUDIBLE = 0.05
 interface Output { peak: number, pending: number }
 interface Entry { kind: string, who: string, text: string, callId?: string, status?: string }
 interface Frames { sent: any[], received: any[] }
-
-/** 16-bit mono PCM WAV: a tone the fake microphone loops. */
-async function writeToneWav (path: string, { sampleRate = 48000, seconds = 1, frequency = 440, amplitude = 0.3 } = {}): Promise<void> {
-  const samples = sampleRate * seconds
-  const wav = Buffer.alloc(44 + samples * 2)
-  wav.write('RIFF', 0)
-  wav.writeUInt32LE(36 + samples * 2, 4)
-  wav.write('WAVEfmt ', 8)
-  wav.writeUInt32LE(16, 16)
-  wav.writeUInt16LE(1, 20) // PCM
-  wav.writeUInt16LE(1, 22) // mono
-  wav.writeUInt32LE(sampleRate, 24)
-  wav.writeUInt32LE(sampleRate * 2, 28)
-  wav.writeUInt16LE(2, 32)
-  wav.writeUInt16LE(16, 34)
-  wav.write('data', 36)
-  wav.writeUInt32LE(samples * 2, 40)
-  for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(amplitude * 32767 * Math.sin(2 * Math.PI * frequency * i / sampleRate)), 44 + i * 2)
-  await writeFile(path, wav)
-}
 
 interface Wanted {
   /** Peak above this, or exactly 0 with `silent`. */

@@ -7,7 +7,7 @@
 // fixtures/page-audio-probe.js. Passing: connected, the greeting heard, the user's audio
 // sent and turned into a turn, the function called and answered, the answer heard.
 
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { createRequire } from 'node:module'
@@ -17,6 +17,7 @@ import { tempDir } from '../fixtures/deploy-stack.js'
 import { launchBrowser } from '../helpers/browser.js'
 import { startProxy } from '../helpers/proxy.js'
 import type { TestProxy } from '../helpers/proxy.js'
+import { writeToneWav } from '../helpers/wav.js'
 
 const require = createRequire(import.meta.url)
 const AUDIO_PROBE = new URL('../fixtures/page-audio-probe.js', import.meta.url).pathname
@@ -31,29 +32,6 @@ const LOCAL_TIME = {
   name: 'local_time',
   description: 'The local time in a city',
   parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] }
-}
-
-/** 16-bit mono PCM WAV at 48 kHz: `silence` s, a 440 Hz tone of `tone` s, `after` s of silence. */
-async function writeUtteranceWav (path: string, { silence = 3, tone = 0.8, after = 2 } = {}): Promise<void> {
-  const rate = 48000
-  const samples = Math.round(rate * (silence + tone + after))
-  const wav = Buffer.alloc(44 + samples * 2)
-  wav.write('RIFF', 0)
-  wav.writeUInt32LE(36 + samples * 2, 4)
-  wav.write('WAVEfmt ', 8)
-  wav.writeUInt32LE(16, 16)
-  wav.writeUInt16LE(1, 20)
-  wav.writeUInt16LE(1, 22)
-  wav.writeUInt32LE(rate, 24)
-  wav.writeUInt32LE(rate * 2, 28)
-  wav.writeUInt16LE(2, 32)
-  wav.writeUInt16LE(16, 34)
-  wav.write('data', 36)
-  wav.writeUInt32LE(samples * 2, 40)
-  const from = Math.round(rate * silence)
-  const to = from + Math.round(rate * tone)
-  for (let i = from; i < to; i++) wav.writeInt16LE(Math.round(0.3 * 32767 * Math.sin(2 * Math.PI * 440 * i / rate)), 44 + i * 2)
-  await writeFile(path, wav)
 }
 
 /** Serves the test pages and the clients' own files from node_modules (no CDN). */
@@ -80,7 +58,8 @@ async function pageServer (t: Test, pages: Record<string, string>): Promise<stri
 
 async function openPage (t: Test, url: string): Promise<{ page: Page, errors: string[] } | undefined> {
   const microphone = `${await tempDir(t, 'browser-clients-')}/utterance.wav`
-  await writeUtteranceWav(microphone)
+  // 3 s of silence, a 0.8 s tone (the utterance), 2 s of silence.
+  await writeToneWav(microphone, { before: 3, seconds: 0.8, after: 2 })
   const browser = await launchBrowser(t, { fakeMicrophoneWav: microphone })
   if (browser === undefined) return undefined
   const page = await browser.newPage()
