@@ -4,6 +4,7 @@
 // anything; the engine's queue and instructions stay bounded; a bystander keeps its
 // turns throughout.
 
+import { Worker } from 'node:worker_threads'
 import t from 'tap'
 import type { Test } from 'tap'
 import { BASIC_SETTINGS, NO_VIOLATIONS, TestClient, configuredClient, startProxy } from '../helpers/proxy.js'
@@ -154,14 +155,20 @@ t.test('invalid UTF-8 in a text frame: the client is closed (1007), logged at wa
   t.notOk(JSON.stringify(line).includes('    at '), 'without a stack trace')
 })
 
-async function hostileFor (t: Test, proxied: TestProxy, ms: number, attack: (client: TestClient, round: number) => void): Promise<void> {
-  const attackers = await Promise.all(Array.from({ length: 4 }, async () => await configuredClient(proxied.url)))
-  const deadline = Date.now() + ms
-  for (let round = 0; Date.now() < deadline; round++) {
-    for (const client of attackers) if (client.ws.readyState === client.ws.OPEN) attack(client, round)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  for (const client of attackers) await client.close()
+/**
+ * Four attackers on `proxied` for `ms` milliseconds (test/fixtures/hostile-clients.js), in a
+ * worker thread as separate attackers would be: their own cost is not the proxy's.
+ */
+async function hostileFor (t: Test, proxied: TestProxy, ms: number): Promise<void> {
+  const worker = new Worker(new URL('../fixtures/hostile-clients.js', import.meta.url), {
+    workerData: { url: proxied.url, ms, settings: BASIC_SETTINGS }
+  })
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve())
+    worker.once('error', reject)
+    worker.once('exit', (code) => reject(new Error(`the attackers' worker exited with ${code}`)))
+  })
+  await worker.terminate()
   t.pass('the attack ran')
 }
 
@@ -190,18 +197,7 @@ t.test('memory: hostile clients for a while (huge types, queue floods, growing p
       await new Promise((resolve) => setTimeout(resolve, 200)) // a turn every 200 ms: a person, not a flood
     }
   })()
-  // The patterns of issue 10: megabyte types under the rate limit, and 200 KB agent
-  // messages queued behind a long answer or appended to the prompt, ten a second.
-  const megabyteType = 'T'.repeat(1024 * 1024 - 100)
-  const bigText = 'w'.repeat(200_000)
-  await hostileFor(t, proxied, 4000, (client, round) => {
-    if (round % 2 === 0) {
-      for (let i = 0; i < 5; i++) client.send({ type: `${megabyteType}${round}_${i}` })
-    } else {
-      client.send({ type: 'InjectAgentMessage', message: bigText, behavior: 'queue' })
-      client.send({ type: 'UpdatePrompt', prompt: bigText })
-    }
-  })
+  await hostileFor(t, proxied, 4000)
   attack.running = false
   await turns
   clearInterval(sampler)
@@ -209,7 +205,7 @@ t.test('memory: hostile clients for a while (huge types, queue floods, growing p
   t.ok(grownMb < 256, `the heap grew by at most ${grownMb.toFixed(1)} MB under attack (bound: 256 MB)`)
   const worst = Math.max(...latencies)
   t.ok(latencies.length >= 3, `the bystander got ${latencies.length} turns through`)
-  t.ok(worst < 5000, `the bystander's slowest turn took ${worst} ms (bound: 5000 ms)`)
+  t.ok(worst < 2000, `the bystander's slowest turn took ${worst} ms (bound: 2000 ms)`)
   await bystander.close()
   await noSessionsLeft(proxied)
 })
