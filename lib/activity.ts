@@ -1,7 +1,8 @@
 // What `/connections` shows of a session's traffic: message counts by type in each
 // direction, and a bounded timeline of its recent protocol events. Recording runs on
 // the audio hot path (four records per echoed frame), so a frame that folds into the
-// current audio run allocates nothing.
+// current audio run allocates nothing, and times are kept as numbers (formatted when
+// the timeline is read).
 
 import type { EventDirection, TimelineEvent, TypeCounts } from './registry.js'
 
@@ -10,6 +11,9 @@ export const TIMELINE_SIZE = 200
 
 /** An audio stream of the timeline; `key` is the one its runs are keyed by (direction + type), built once. */
 interface AudioStream { direction: EventDirection, type: string, key: string }
+
+/** A timeline entry as kept: its time in ms since the epoch. */
+type Entry = Omit<TimelineEvent, 'at'> & { at: number }
 
 export function audioStream (direction: EventDirection, type: string): AudioStream {
   return { direction, type, key: direction + type }
@@ -21,8 +25,8 @@ export class SessionActivity {
   readonly upstreamReceived: TypeCounts = Object.create(null)
   readonly clientSent: TypeCounts = Object.create(null)
   readonly clientReceived: TypeCounts = Object.create(null)
-  readonly #timeline: TimelineEvent[] = []
-  readonly #audioRun = new Map<string, TimelineEvent>()
+  readonly #timeline: Entry[] = []
+  readonly #audioRun = new Map<string, Entry>()
 
   /** Counts one message; callers pass known types only (others as `unknown`), so the keys stay bounded. */
   count (counts: TypeCounts, type: string): void {
@@ -40,11 +44,11 @@ export class SessionActivity {
     if (run !== undefined) {
       run.bytes = (run.bytes ?? 0) + (extra?.bytes ?? 0)
       run.frames = (run.frames ?? 1) + 1
-      run.at = isoNow()
+      run.at = Date.now()
       return
     }
     if (!audio) this.#audioRun.clear()
-    const event: TimelineEvent = { at: isoNow(), direction, type }
+    const event: Entry = { at: Date.now(), direction, type }
     if (extra !== undefined) {
       for (const [name, value] of Object.entries(extra)) {
         if (value !== undefined) (event as unknown as Record<string, unknown>)[name] = value
@@ -64,23 +68,11 @@ export class SessionActivity {
     }
     run.bytes = (run.bytes ?? 0) + bytes
     run.frames = (run.frames ?? 1) + 1
-    run.at = isoNow()
+    run.at = Date.now()
   }
 
   /** A copy of the timeline, oldest first. */
   events (): TimelineEvent[] {
-    return this.#timeline.map((event) => ({ ...event }))
+    return this.#timeline.map((event) => ({ ...event, at: new Date(event.at).toISOString() }))
   }
-}
-
-let isoMs = 0
-let isoText = ''
-/** The current time as an ISO string, formatted at most once per millisecond whatever the frame rate. */
-function isoNow (): string {
-  const now = Date.now()
-  if (now !== isoMs) {
-    isoMs = now
-    isoText = new Date(now).toISOString()
-  }
-  return isoText
 }
