@@ -17,6 +17,7 @@ import { tempDir } from '../fixtures/deploy-stack.js'
 import { launchBrowser } from '../helpers/browser.js'
 import { startProxy } from '../helpers/proxy.js'
 import type { TestProxy } from '../helpers/proxy.js'
+import type { SimConnection } from '../../lib/simulator/index.js'
 import { writeToneWav } from '../helpers/wav.js'
 
 const require = createRequire(import.meta.url)
@@ -91,6 +92,30 @@ async function received (page: Page, type: string, text?: string): Promise<any> 
 
 function startSpokenProxy (t: Test, env: Record<string, string> = {}): Promise<TestProxy> {
   return startProxy(t, { script: { energyVad: true, spokenTranscript: SPOKEN, audioChunks: 10 }, env })
+}
+
+/**
+ * The conversation both browser clients hold on the spoken simulator: the greeting heard,
+ * the microphone's speech a user turn, the page's answer to the function call upstream,
+ * the answer heard, and nothing went wrong in the page. Returns the FunctionCallRequest.
+ */
+async function holdsSpokenConversation (t: Test, page: Page, conn: SimConnection, errors: string[]): Promise<any> {
+  await received(page, 'SettingsApplied')
+  await received(page, 'ConversationText', GREETING)
+  t.ok(await loudness(page) > AUDIBLE, 'the greeting is heard')
+  const user = await received(page, 'ConversationText', SPOKEN)
+  t.equal(user.role, 'user', 'the microphone\'s audio became a user turn')
+  t.ok(conn.count('input_audio_buffer.append') > 0, 'microphone audio reached the upstream')
+  const request = await received(page, 'FunctionCallRequest')
+  t.match(request.functions[0], { name: 'local_time', arguments: '{"city":"Tokyo"}', client_side: true })
+  await received(page, 'ConversationText', `The result is ${ANSWER}.`)
+  await page.waitForFunction(() => ((globalThis as any).log as any[]).filter((m) => m.type === 'AgentAudioDone').length >= 2)
+  t.ok(await loudness(page) > AUDIBLE, 'the answer is heard')
+  const output = conn.received.find((e) => e.type === 'conversation.item.create' && e.item.type === 'function_call_output')
+  t.match(output?.item, { call_id: request.functions[0].id, output: ANSWER }, 'the page\'s answer reached the upstream')
+  t.same(await page.evaluate('window.log.filter((m) => m.type === "Error")'), [], 'no Error')
+  t.same(errors, [], 'no uncaught errors in the page')
+  return request
 }
 
 const SETTINGS = (inputRate: number): Record<string, unknown> => ({
@@ -168,22 +193,7 @@ t.test('the v5 SDK\'s browser bundle holds a spoken conversation: greeting heard
   const conn = await proxy.sim.nextConnection()
 
   t.match(offered[0], /^token, browser-token-7d1f, x-deepgram-session-id, [0-9a-f-]{36}$/, 'the bundle authenticates with the subprotocols token, <key> and its session id')
-  await received(page, 'SettingsApplied')
-  await received(page, 'ConversationText', GREETING)
-  t.ok(await loudness(page) > AUDIBLE, 'the greeting is heard')
-
-  const user = await received(page, 'ConversationText', SPOKEN)
-  t.equal(user.role, 'user', 'the user\'s speech, sent by sendMedia, became a turn')
-  t.ok(conn.count('input_audio_buffer.append') > 0, 'microphone audio reached the upstream')
-  const request = await received(page, 'FunctionCallRequest')
-  t.match(request.functions[0], { name: 'local_time', arguments: '{"city":"Tokyo"}', client_side: true })
-  await received(page, 'ConversationText', `The result is ${ANSWER}.`)
-  await page.waitForFunction(() => ((globalThis as any).log as any[]).filter((m) => m.type === 'AgentAudioDone').length >= 2)
-  t.ok(await loudness(page) > AUDIBLE, 'the answer is heard')
-  const output = conn.received.find((e) => e.type === 'conversation.item.create' && e.item.type === 'function_call_output')
-  t.match(output?.item, { call_id: request.functions[0].id, output: ANSWER }, 'the page\'s answer reached the upstream')
-  t.same(await page.evaluate('window.log.filter((m) => m.type === "Error")'), [], 'no Error')
-  t.same(errors, [], 'no uncaught errors in the page')
+  await holdsSpokenConversation(t, page, conn, errors)
 })
 
 // The element owns the microphone and the speaker; the page only configures it and answers
@@ -220,16 +230,5 @@ t.test('<deepgram-agent> (@deepgram/browser-agent) holds a spoken conversation: 
   await page.evaluate(async (settings) => await (globalThis as any).start(settings), SETTINGS(24000))
   const conn = await proxy.sim.nextConnection()
 
-  await received(page, 'SettingsApplied')
-  await received(page, 'ConversationText', GREETING)
-  t.ok(await loudness(page) > AUDIBLE, 'the greeting is heard')
-  const user = await received(page, 'ConversationText', SPOKEN)
-  t.equal(user.role, 'user', 'the element\'s microphone audio became a turn')
-  t.ok(conn.count('input_audio_buffer.append') > 0, 'microphone audio reached the upstream')
-  const request = await received(page, 'FunctionCallRequest')
-  t.match(request.functions[0], { name: 'local_time', client_side: true })
-  await received(page, 'ConversationText', `The result is ${ANSWER}.`)
-  t.ok(await loudness(page) > AUDIBLE, 'the answer is heard')
-  t.same(await page.evaluate('window.log.filter((m) => m.type === "Error")'), [], 'no Error')
-  t.same(errors, [], 'no uncaught errors in the page')
+  await holdsSpokenConversation(t, page, conn, errors)
 })
