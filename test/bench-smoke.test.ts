@@ -50,5 +50,5 @@ t.test('npm run bench, quick: every frame echoed through both hops, measured and
   }
   t.match(stdout, /\| 5 \| \*\*proxy ÷ relay\*\* \|/)
   t.match(stdout, /Capacity/)
-  t.match(stdout, /Targets \(issue #6\)/)
+  t.match(stdout, /Targets \(issue #15\)/)
 })
