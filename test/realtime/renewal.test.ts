@@ -29,7 +29,7 @@ async function answerCall (client: TestClient, output: string): Promise<Record<s
 
 t.test('a conversation with a tool call across three planned renewals: each new upstream gets the record replayed and answers from it; the client sees none of it', async (t) => {
   const { client, conn: first, sim, base } = await openSession(t, {
-    env: { UPSTREAM_RENEW_AFTER_MS: '600' },
+    env: { UPSTREAM_RENEW_AFTER_MS: '1000' },
     settings: withAgent({ think: { provider: { type: 'open_ai', model: 'gpt-4o-mini' }, prompt: 'You are a helpful test agent.', functions: [WEATHER] } })
   })
   t.equal(await ask(client, 'My name is Ada'), 'You said: My name is Ada.')
@@ -73,7 +73,7 @@ t.test('a conversation with a tool call across three planned renewals: each new 
 })
 
 t.test('a planned renewal, then a dropped upstream: one UPSTREAM_RECONNECTED Warning, for the drop only; the conversation goes on', async (t) => {
-  const { client, sim, base } = await openSession(t, { env: { UPSTREAM_RENEW_AFTER_MS: '400' } })
+  const { client, sim, base } = await openSession(t, { env: { UPSTREAM_RENEW_AFTER_MS: '700' } })
   t.equal(await ask(client, 'Remember the word lighthouse'), 'You said: Remember the word lighthouse.')
   const renewed = await sim.nextConnection()
   await replayed(renewed, 2)
