@@ -16,7 +16,6 @@ const QUESTION = 'Tell me a long story about the sea'
 // 45 characters: 15 audio chunks carry 3 characters each, so words and audio run at one pace.
 const ANSWER = `You said: ${QUESTION}.`
 const CHUNKS = 15
-const BYTES_PER_MS = 48 // linear16 at 24 kHz
 
 interface BargeIn {
   client: TestClient
@@ -73,6 +72,22 @@ function edits (conn: SimConnection): any[] {
   return conn.received.filter((e) => e.type === 'conversation.item.truncate' || e.type === 'conversation.item.delete')
 }
 
+/**
+ * A barge-in that cut the answer part-way: its item was truncated upstream (once), the
+ * agent's ConversationText and History carry a beginning of the answer, and the model holds
+ * the same words. Returns the truncate's audio_end_ms.
+ */
+function truncatedHeard (t: Test, { client, conn, itemId, told = '', recalled }: BargeIn): number {
+  const [truncate, ...others] = edits(conn)
+  t.same(others, [], 'one edit')
+  t.match(truncate, { type: 'conversation.item.truncate', item_id: itemId, content_index: 0 })
+  t.ok(told !== '' && told !== ANSWER && ANSWER.startsWith(told), `a beginning of the answer, not all of it: "${told}"`)
+  t.equal(recalled, recalling(told), 'the model holds the same words the client was told')
+  t.same(client.all('History').filter((h) => h.role === 'assistant')[0]?.content, told, 'History the same')
+  t.same(conn.violations, NO_VIOLATIONS)
+  return truncate.audio_end_ms as number
+}
+
 t.test('barge-in before response.created: the response is cancelled when it appears, nothing of it is heard, nothing of it stays upstream', async (t) => {
   const run = await bargeIn(t, { responseCreatedDelayMs: 300, chunkIntervalMs: 40 }, async (conn) => {
     await eventually(() => conn.count('response.create') === 1, 'the proxy\'s response.create')
@@ -112,21 +127,14 @@ t.test('barge-in mid-audio: the audio stops at once, AgentAudioDone, the item tr
   const run = await bargeIn(t, { chunkIntervalMs: 40 }, async (_conn, client) => {
     await client.until(() => client.audio.length >= 5, 'some of the answer heard')
   })
-  const { client, conn, order, done, itemId } = run
+  const { order, done } = run
   t.equal(done.response.status, 'cancelled')
   const after = afterBargeIn(order)
   t.notOk(after.includes('binary'), 'no audio after UserStartedSpeaking until the next answer')
   t.same(after.slice(0, 2), ['UserStartedSpeaking', 'AgentAudioDone'], 'the interrupted audio ends for the client at once')
-  const heardBytes = order.slice(0, order.indexOf('UserStartedSpeaking')).filter((f) => f === 'binary').length * 40 * BYTES_PER_MS
-  const [truncate, ...others] = edits(conn)
-  t.same(others, [], 'one edit')
-  t.match(truncate, { type: 'conversation.item.truncate', item_id: itemId, content_index: 0 })
-  t.ok(truncate.audio_end_ms > 0 && truncate.audio_end_ms <= heardBytes / BYTES_PER_MS, `audio_end_ms ${truncate.audio_end_ms as number} is within the ${heardBytes / BYTES_PER_MS} ms sent`)
-  const told = run.told ?? ''
-  t.ok(told !== '' && told !== ANSWER && ANSWER.startsWith(told), `a beginning of the answer, not all of it: "${told}"`)
-  t.equal(run.recalled, recalling(told), 'the model holds the same words the client was told')
-  t.same(client.all('History').filter((h) => h.role === 'assistant')[0]?.content, told, 'History the same')
-  t.same(conn.violations, NO_VIOLATIONS)
+  const sentMs = order.slice(0, order.indexOf('UserStartedSpeaking')).filter((f) => f === 'binary').length * 40
+  const audioEndMs = truncatedHeard(t, run)
+  t.ok(audioEndMs > 0 && audioEndMs <= sentMs, `audio_end_ms ${audioEndMs} is within the ${sentMs} ms sent`)
 })
 
 t.test('barge-in after response.done while its audio still plays out: cut where the client\'s playout was', async (t) => {
@@ -141,19 +149,12 @@ t.test('barge-in after response.done while its audio still plays out: cut where 
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstHeardAt + 200 - Date.now())))
     bargedAt = Date.now()
   })
-  const { client, conn, order, done, itemId } = run
+  const { order, done } = run
   t.equal(done.response.status, 'completed', 'the upstream had finished')
   t.equal(order.filter((f) => f === 'AgentAudioDone').length, 2, 'one AgentAudioDone per answer')
   t.ok(order.indexOf('AgentAudioDone') < order.indexOf('UserStartedSpeaking'), 'the cut one\'s came with the end of its audio')
-  const [truncate, ...others] = edits(conn)
-  t.same(others, [])
-  t.match(truncate, { type: 'conversation.item.truncate', item_id: itemId, content_index: 0 })
-  t.ok(truncate.audio_end_ms >= bargedAt - firstHeardAt && truncate.audio_end_ms < CHUNKS * 40, `audio_end_ms ${truncate.audio_end_ms as number}: the playout time (at least ${bargedAt - firstHeardAt} ms), not all ${CHUNKS * 40} ms`)
-  const told = run.told ?? ''
-  t.ok(told !== '' && told !== ANSWER && ANSWER.startsWith(told), `a beginning of the answer, not all of it: "${told}"`)
-  t.equal(run.recalled, recalling(told), 'the model holds the same words the client was told')
-  t.same(client.all('History').filter((h) => h.role === 'assistant')[0]?.content, told, 'History the same')
-  t.same(conn.violations, NO_VIOLATIONS)
+  const audioEndMs = truncatedHeard(t, run)
+  t.ok(audioEndMs >= bargedAt - firstHeardAt && audioEndMs < CHUNKS * 40, `audio_end_ms ${audioEndMs}: the playout time (at least ${bargedAt - firstHeardAt} ms), not all ${CHUNKS * 40} ms`)
 })
 
 t.test('a transcription that lands after the answer started: the user\'s words still reach the client before the answer\'s', async (t) => {
