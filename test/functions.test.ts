@@ -4,38 +4,11 @@
 // too slow, an HTTP error, an answer too big) an output the model can explain, never an
 // exception.
 
-import { createServer } from 'node:http'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { EndpointAllowlist, callEndpoint, readEndpoint } from '../lib/functions.js'
 import type { FunctionEndpoint } from '../lib/functions.js'
-
-interface Seen { method: string, url: string, headers: IncomingMessage['headers'], body: string }
-
-/** A local HTTP server answering with `handler`, recording every request. */
-async function server (t: Test, handler: (request: IncomingMessage, response: ServerResponse, body: string) => void): Promise<{ base: string, seen: Seen[] }> {
-  const seen: Seen[] = []
-  const http = createServer((request, response) => {
-    let body = ''
-    request.setEncoding('utf8')
-    request.on('data', (chunk: string) => { body += chunk })
-    request.on('end', () => {
-      seen.push({ method: request.method ?? '', url: request.url ?? '', headers: request.headers, body })
-      handler(request, response, body)
-    })
-  })
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    http.closeAllConnections()
-    await new Promise((resolve) => http.close(resolve))
-  })
-  return { base: `http://127.0.0.1:${(http.address() as AddressInfo).port}`, seen }
-}
-
-const json = (response: ServerResponse, status: number, value: unknown): void => {
-  response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value))
-}
+import { endpointServer as server, json } from './helpers/http-endpoint.js'
+import type { Seen } from './helpers/http-endpoint.js'
 
 function endpoint (url: string, method: FunctionEndpoint['method'] = 'POST', headers: Record<string, string> = {}): FunctionEndpoint {
   return { url, method, headers }
