@@ -16,7 +16,7 @@
 
 import WebSocket from 'ws'
 import { FRAME_BYTES, frameTemplate, nowMs } from './frame.js'
-import { Samples, establish, settingsMessage } from './loadgen.js'
+import { Samples, closeSocket, establish, settingsMessage } from './loadgen.js'
 
 export const FUNCTIONS = [{
   name: 'get_weather',
@@ -111,12 +111,7 @@ export class ConversationSession {
 
   close () {
     this.closing = true
-    if (this.#ws.readyState === WebSocket.CLOSED) return Promise.resolve()
-    return new Promise((resolve) => {
-      this.#ws.once('close', resolve)
-      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000)
-      else this.#ws.terminate()
-    })
+    return closeSocket(this.#ws)
   }
 
   /** Runs one turn of `kind`; resolves when it ended or timed out. */

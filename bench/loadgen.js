@@ -123,12 +123,7 @@ export class BenchSession {
 
   close () {
     this.closing = true
-    if (this.#ws.readyState === WebSocket.CLOSED) return Promise.resolve()
-    return new Promise((resolve) => {
-      this.#ws.once('close', resolve)
-      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000)
-      else this.#ws.terminate()
-    })
+    return closeSocket(this.#ws)
   }
 
   #onMessage (data, isBinary) {
@@ -175,6 +170,16 @@ export class BenchSession {
     measurement.up.add(echoedAt - sentAt)
     measurement.down.add(receivedAt - echoedAt)
   }
+}
+
+/** Closes a client socket (1000), or drops one still connecting; resolves once it is closed. */
+export function closeSocket (ws) {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve()
+  return new Promise((resolve) => {
+    ws.once('close', resolve)
+    if (ws.readyState === WebSocket.OPEN) ws.close(1000)
+    else ws.terminate()
+  })
 }
 
 /**
