@@ -234,7 +234,8 @@ export function converse (sessions, log, { intervalMs, kinds = STREAMING_TURNS }
   const loops = sessions.map(async (session, index) => {
     await sleep(intervalMs * index / sessions.length)
     let due = nowMs()
-    for (let k = 0; !state.stopped && session.open; k++) {
+    // Sessions start at different kinds, so that any window holds a mix of them.
+    for (let k = index; !state.stopped && session.open; k++) {
       await session.turn(kinds[k % kinds.length], log)
       due = Math.max(due + intervalMs, nowMs())
       await sleep(due - nowMs())
