@@ -153,7 +153,7 @@ async function longRun (ctx, options) {
 
 async function renewalRun (ctx, options, kind) {
   const renewAfterMs = Math.max(500, Math.round(options.renewDurationS * 1000 / 5))
-  const script = kind === 'planned' ? LONG_SCRIPT : { ...LONG_SCRIPT, maxSessionMs: Math.round(options.renewDurationS * 1000 / 2.5) }
+  const script = kind === 'planned' ? LONG_SCRIPT : { ...LONG_SCRIPT, maxSessionMs: Math.max(1000, Math.round(options.renewDurationS * 1000 / 2.5)) }
   const simulator = await ctx.startSimulator(simulatorEnv(script))
   let hop
   try {

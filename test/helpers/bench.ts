@@ -10,7 +10,7 @@ const BENCH = fileURLToPath(new URL('../../bench/', import.meta.url))
 const RUN = join(BENCH, 'run.js')
 
 /** Runs bench/run.js from the sources with `args`; resolves with its stdout. */
-export async function runBench (args: string[]): Promise<string> {
+export async function runBench (args: string[], timeoutMs = 90_000): Promise<string> {
   // The benchmark's scripts are tooling, not the product: keep them out of the coverage
   // floors (tap's processinfo reads this list in every process it follows).
   const benchScripts = (await readdir(BENCH)).filter((name) => name.endsWith('.js')).map((name) => join(BENCH, name))
@@ -18,7 +18,7 @@ export async function runBench (args: string[]): Promise<string> {
   const { stdout } = await new Promise<{ stdout: string, stderr: string }>((resolve, reject) => {
     execFile(process.execPath, [...process.execArgv, RUN, ...args], {
       env: { ...process.env, BENCH_FROM_SOURCE: '1', _TAPJS_PROCESSINFO_COV_EXCLUDE_FILES_: coverageExcluded },
-      timeout: 90_000
+      timeout: timeoutMs
     }, (error, stdout, stderr) => error === null ? resolve({ stdout, stderr }) : reject(new Error(`${error.message}\n${stderr}`)))
   })
   return stdout
