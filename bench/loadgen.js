@@ -10,18 +10,23 @@
 import WebSocket from 'ws'
 import { FRAME_BYTES, FRAME_MS, HEADER_BYTES, MARK_AT, SAMPLE_RATE, SENT_AT, SEQ_AT, STAMP_AT, STAMP_MARK, frameTemplate, nowMs } from './frame.js'
 
-const SETTINGS = JSON.stringify({
-  type: 'Settings',
-  audio: {
-    input: { encoding: 'linear16', sample_rate: SAMPLE_RATE },
-    output: { encoding: 'linear16', sample_rate: SAMPLE_RATE, container: 'none' }
-  },
-  agent: {
-    listen: { provider: { type: 'deepgram', model: 'nova-3' } },
-    think: { provider: { type: 'open_ai', model: 'gpt-4o-mini' }, prompt: 'You are a benchmark.' },
-    speak: { provider: { type: 'open_ai', model: 'tts-1', voice: 'alloy' } }
-  }
-})
+/** The benchmark's Settings: linear16 24 kHz both ways, the prompt given, client-side `functions` if any. */
+export function settingsMessage ({ prompt = 'You are a benchmark.', functions } = {}) {
+  return JSON.stringify({
+    type: 'Settings',
+    audio: {
+      input: { encoding: 'linear16', sample_rate: SAMPLE_RATE },
+      output: { encoding: 'linear16', sample_rate: SAMPLE_RATE, container: 'none' }
+    },
+    agent: {
+      listen: { provider: { type: 'deepgram', model: 'nova-3' } },
+      think: { provider: { type: 'open_ai', model: 'gpt-4o-mini' }, prompt, ...(functions !== undefined && { functions }) },
+      speak: { provider: { type: 'open_ai', model: 'tts-1', voice: 'alloy' } }
+    }
+  })
+}
+
+const SETTINGS = settingsMessage()
 
 const template = frameTemplate()
 const tone = template.subarray(HEADER_BYTES)
@@ -58,6 +63,14 @@ export class Samples {
       this.#values = grown
     }
     this.#values[this.#count++] = value
+  }
+
+  get count () {
+    return this.#count
+  }
+
+  forEach (fn) {
+    for (let i = 0; i < this.#count; i++) fn(this.#values[i])
   }
 
   /** p50/p95/p99/max in ms (null when empty). */
@@ -110,12 +123,7 @@ export class BenchSession {
 
   close () {
     this.closing = true
-    if (this.#ws.readyState === WebSocket.CLOSED) return Promise.resolve()
-    return new Promise((resolve) => {
-      this.#ws.once('close', resolve)
-      if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000)
-      else this.#ws.terminate()
-    })
+    return closeSocket(this.#ws)
   }
 
   #onMessage (data, isBinary) {
@@ -164,19 +172,30 @@ export class BenchSession {
   }
 }
 
+/** Closes a client socket (1000), or drops one still connecting; resolves once it is closed. */
+export function closeSocket (ws) {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve()
+  return new Promise((resolve) => {
+    ws.once('close', resolve)
+    if (ws.readyState === WebSocket.OPEN) ws.close(1000)
+    else ws.terminate()
+  })
+}
+
 /**
  * Opens `count` sessions (at most `concurrency` handshakes at a time), each sending
  * Settings at once and established on SettingsApplied. Failures are counted by reason.
+ * `settings(index)` and `session(ws, index)` make another kind of session (bench/conversation.js).
  */
-export async function establish (url, count, { concurrency = 20, timeoutMs = 10_000 } = {}) {
+export async function establish (url, count, { concurrency = 20, timeoutMs = 10_000, settings = () => SETTINGS, session = (ws) => new BenchSession(ws) } = {}) {
   const sessions = []
   const failures = {}
   let next = 0
   const worker = async () => {
     while (next < count) {
-      next += 1
+      const index = next++
       try {
-        sessions.push(await connect(url, timeoutMs))
+        sessions.push(session(await connect(url, settings(index), timeoutMs), index))
       } catch (error) {
         failures[error.message] = (failures[error.message] ?? 0) + 1
       }
@@ -186,7 +205,7 @@ export async function establish (url, count, { concurrency = 20, timeoutMs = 10_
   return { sessions, failures }
 }
 
-function connect (url, timeoutMs) {
+function connect (url, settings, timeoutMs) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false })
     const fail = (reason) => {
@@ -200,12 +219,12 @@ function connect (url, timeoutMs) {
     ws.on('error', (error) => fail(`socket error: ${error.code ?? error.message}`))
     ws.on('unexpected-response', (_request, response) => fail(`HTTP ${response.statusCode}`))
     ws.on('close', (code) => fail(`closed (${code}) before SettingsApplied`))
-    ws.on('open', () => ws.send(SETTINGS))
+    ws.on('open', () => ws.send(settings))
     ws.on('message', (data, isBinary) => {
       if (isBinary || !data.toString().includes('"type":"SettingsApplied"')) return
       clearTimeout(timer)
       ws.removeAllListeners()
-      resolve(new BenchSession(ws))
+      resolve(ws)
     })
   })
 }

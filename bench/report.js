@@ -11,11 +11,15 @@ const TARGETS = {
   idleKB: 15
 }
 
+function machineLine ({ machine }) {
+  return `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}; ` +
+    'load generator, simulator and hop on the same machine.'
+}
+
 export function markdownReport (results) {
-  const { machine, load } = results
+  const { load } = results
   const lines = [
-    `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.os}, Node ${machine.node}; ` +
-      'load generator, simulator and hop on the same machine.',
+    machineLine(results),
     `Load per session: full duplex, one ${load.frameMs} ms PCM16 frame (${load.frameBytes} B, ${load.sampleRate / 1000} kHz) each way every ${load.frameMs} ms; ` +
       `${load.durationS} s measured per run after a ${load.warmupS} s warm-up at full load` +
       (load.repeat > 1 ? `, ${load.repeat} runs per row (medians; failure counts: the worst run)` : '') + `; proxy LOG_LEVEL=${load.proxyLogLevel}.` +
@@ -175,4 +179,66 @@ function fixed (value, digits) {
 
 function unique (values) {
   return [...new Set(values)]
+}
+
+/** The Markdown of `npm run bench -- --conversation` (bench/conversation-run.js). */
+export function conversationReport (results, argv) {
+  const { load } = results
+  const lines = [
+    `Command: \`node bench/run.js ${argv.join(' ')}\``,
+    machineLine(results),
+    `Load per session: the microphone streamed (one ${load.frameMs} ms PCM16 frame every ${load.frameMs} ms, silence but for barge-ins) and one turn every ` +
+      `${load.turnIntervalS} s, cycling say, call (function call round trip), say, barge (200 ms of loud audio as the answer starts), prompt (UpdatePrompt); ` +
+      `answers are 1 s of audio at real-time pace. ${load.durationS} s of audio only, then ${load.durationS} s of turns measured; proxy LOG_LEVEL=${load.proxyLogLevel}.`,
+    'CPU per turn: (hop CPU with turns − audio only) ÷ turns finished. Latency added per protocol message, in ms (p50 / p99 / max, count): ' +
+      '↑ client message sent → its upstream event received by the simulator; ↓ upstream event sent by the simulator → client message received. ' +
+      'Both include two loopback hops and the two ends\' own dispatch, the same for both hops.',
+    '',
+    '| N | hop | up | turns (timed out) | CPU % audio only | CPU % with turns | CPU ms per turn | ↑ all | ↓ all |',
+    '|---:|---|---:|---:|---:|---:|---:|---|---|'
+  ]
+  for (const run of results.runs) {
+    lines.push(`| ${run.sessions} | ${run.target} | ${run.established}/${run.sessions} | ${run.turns.started} (${sumOf(run.turns.timedOut)}) | ${fixed(run.cpu.audioOnly, 1)} | ` +
+      `${fixed(run.cpu.withTurns, 1)} | **${fixed(run.cpu.perTurnMs, 2)}** | ${trip(run.latency.upAll)} | ${trip(run.latency.downAll)} |`)
+  }
+  lines.push('', 'Per message (↑ by the client message, ↓ by the client message it becomes):', '',
+    '| N | hop | message | ↑ / ↓ | p50 | p99 | max | count |', '|---:|---|---|---|---:|---:|---:|---:|')
+  for (const run of results.runs) {
+    for (const [direction, table] of [['↑', run.latency.up], ['↓', run.latency.down]]) {
+      for (const [kind, s] of Object.entries(table)) {
+        lines.push(`| ${run.sessions} | ${run.target} | ${kind} | ${direction} | ${fixed(s.p50, 2)} | ${fixed(s.p99, 2)} | ${fixed(s.max, 2)} | ${s.count} |`)
+      }
+    }
+  }
+  const odd = results.runs.filter((run) => Object.values(run.violations ?? {}).some((n) => n !== 0) || Object.keys(run.warnings).length > 0)
+  for (const run of odd) lines.push('', `${run.target} × ${run.sessions}: warnings ${JSON.stringify(run.warnings)}, simulator violations ${JSON.stringify(run.violations)}`)
+  if (results.long !== null && results.long !== undefined) {
+    const { long } = results
+    lines.push('', `Long sessions (proxy): ${long.sessions} sessions, ${long.turnsPerSession} turns each back to back (answers of 120 ms of audio; ` +
+      `${long.elapsedS.toFixed(0)} s), V8 heap + external after a full GC, growth per session since the first round of turns ` +
+      '(the record keeps at most 200 entries and 48,000 characters: it is full after ≈ 90 of these turns):', '',
+    '| turns per session | heap KB per session |', '|---:|---:|')
+    for (const block of long.blocks) lines.push(`| ${block.turns} | ${kb(block.heapPerSession)} |`)
+    lines.push('', `Turns finished ${sumOf(long.done)}, timed out ${sumOf(long.timedOut)}; sessions still open ${long.open}/${long.sessions}, Errors ${long.errors}, warnings ${JSON.stringify(long.warnings)}. ` +
+      'The proxy ran with MAX_CLIENT_MESSAGES_PER_SECOND=0: back-to-back turns exceed its 100 messages/s.')
+  }
+  if ((results.renewals ?? []).length > 0) {
+    lines.push('', 'Upstream renewals (proxy, a turn every 300 ms per session, microphone streaming), from the simulator: old upstream gone (its close sent or received) → new upstream open → its first audio, ms:', '',
+      '| kind | renewals | closes | gone → open p50 / p99 | gone → first audio p50 / p99 | client Warnings | sessions open at the end |', '|---|---:|---|---|---|---|---:|')
+    for (const r of results.renewals) {
+      const what = r.kind === 'planned' ? `planned (UPSTREAM_RENEW_AFTER_MS=${r.renewAfterMs})` : `max duration (simulator maxSessionMs=${r.maxSessionMs}, 1001)`
+      lines.push(`| ${what} | ${r.gaps.count} | ${Object.entries(r.gaps.closes).map(([close, n]) => `${close}: ${n}`).join(', ')} | ` +
+        `${fixed(r.goneToOpen.p50, 1)} / ${fixed(r.goneToOpen.p99, 1)} | ${fixed(r.goneToAudio.p50, 1)} / ${fixed(r.goneToAudio.p99, 1)} | ${JSON.stringify(r.warnings)} | ${r.open}/${r.sessions} |`)
+    }
+  }
+  lines.push('')
+  return lines.join('\n')
+}
+
+function trip (s) {
+  return s === undefined || s.count === 0 ? '–' : `${fixed(s.p50, 2)} / ${fixed(s.p99, 2)} / ${fixed(s.max, 2)} (${s.count})`
+}
+
+function sumOf (table) {
+  return Object.values(table ?? {}).reduce((total, n) => total + n, 0)
 }

@@ -35,6 +35,12 @@
 //   --json FILE             where the results go (default bench/results/bench-<time>.json)
 //   --quick                 a smoke run (BENCH_QUICK=1): 5 sessions for 2 s, 20 idle sessions,
 //                           processes shared between runs, no waiting for quiet
+//   --conversation          the conversational workload instead (bench/conversation-run.js):
+//                           turns while streaming, then the proxy's long sessions; with
+//   --turn-interval 4       seconds between one session's turns
+//   --long-sessions 20      sessions of the long-session and renewal phases (0 skips them)
+//   --long-turns 360        turns per long session (an hour at one turn every 10 s; 0 skips)
+//   --renew-duration 10     seconds of each renewal phase (0 skips)
 // Markdown goes to stdout, progress to stderr.
 
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -44,7 +50,8 @@ import { startChild } from './child.js'
 import { FRAME_BYTES, FRAME_MS, SAMPLE_RATE, nowMs } from './frame.js'
 import { Measurement, drain, establish, stream } from './loadgen.js'
 import { summarizeProfile } from './profile.js'
-import { markdownReport } from './report.js'
+import { runConversation } from './conversation-run.js'
+import { conversationReport, markdownReport } from './report.js'
 
 const RESULTS = new URL('./results/', import.meta.url)
 const FIRST_SESSIONS = 5
@@ -79,36 +86,45 @@ const results = {
 }
 
 mkdirSync(RESULTS, { recursive: true })
-for (const sessions of options.sessions) {
-  const attempts = new Map(options.targets.map((target) => [target, []]))
-  // Hops take turns, so that a slow stretch of the machine does not fall on one of them only.
-  for (let round = 1; round <= options.repeat; round++) {
-    for (const target of options.targets) {
-      process.stderr.write(`${target} × ${sessions} sessions${options.repeat > 1 ? ` (${round}/${options.repeat})` : ''} … `)
-      const run = await runQuietly(target, sessions)
-      attempts.get(target).push(run)
-      process.stderr.write(`done (${run.established}/${sessions} up, ${run.frames.lost} lost, p99 ↑${fixed(run.upstream.p99)} ↓${fixed(run.downstream.p99)} ms, CPU ${fixed(run.cpu.hop, 0)} %)\n`)
-    }
-  }
-  for (const target of options.targets) results.runs.push(combine(attempts.get(target)))
-}
-results.idle = []
-if (options.idleSessions > 0) {
-  for (const target of options.targets) {
-    process.stderr.write(`${target}: memory of ${options.idleSessions} idle sessions … `)
-    await waitForQuiet()
-    const idle = await idleMemory(target, options.idleSessions)
-    results.idle.push(idle)
-    process.stderr.write(`${(idle.rssPerSession / 1024).toFixed(1)} KB RSS, ${(idle.heapPerSession / 1024).toFixed(1)} KB heap each\n`)
-  }
+if (options.conversation) {
+  results.load.turnIntervalS = options.turnIntervalS
+  Object.assign(results, await runConversation({ startSimulator, startHop, waitForQuiet }, options))
+} else {
+  await audioBench()
 }
 for (const child of Object.values(shared)) await (await child).exit()
 results.finishedAt = new Date().toISOString()
 
-const jsonFile = options.json ?? new URL(`bench-${results.startedAt.replace(/[:.]/g, '-')}.json`, RESULTS)
+const jsonFile = options.json ?? new URL(`${options.conversation ? 'conversation' : 'bench'}-${results.startedAt.replace(/[:.]/g, '-')}.json`, RESULTS)
 writeFileSync(jsonFile, JSON.stringify(results, null, 2) + '\n')
-process.stdout.write(markdownReport(results))
+process.stdout.write(options.conversation ? conversationReport(results, process.argv.slice(2)) : markdownReport(results))
 process.stderr.write(`\nJSON: ${jsonFile instanceof URL ? jsonFile.pathname : jsonFile}\n`)
+
+async function audioBench () {
+  for (const sessions of options.sessions) {
+    const attempts = new Map(options.targets.map((target) => [target, []]))
+    // Hops take turns, so that a slow stretch of the machine does not fall on one of them only.
+    for (let round = 1; round <= options.repeat; round++) {
+      for (const target of options.targets) {
+        process.stderr.write(`${target} × ${sessions} sessions${options.repeat > 1 ? ` (${round}/${options.repeat})` : ''} … `)
+        const run = await runQuietly(target, sessions)
+        attempts.get(target).push(run)
+        process.stderr.write(`done (${run.established}/${sessions} up, ${run.frames.lost} lost, p99 ↑${fixed(run.upstream.p99)} ↓${fixed(run.downstream.p99)} ms, CPU ${fixed(run.cpu.hop, 0)} %)\n`)
+      }
+    }
+    for (const target of options.targets) results.runs.push(combine(attempts.get(target)))
+  }
+  results.idle = []
+  if (options.idleSessions > 0) {
+    for (const target of options.targets) {
+      process.stderr.write(`${target}: memory of ${options.idleSessions} idle sessions … `)
+      await waitForQuiet()
+      const idle = await idleMemory(target, options.idleSessions)
+      results.idle.push(idle)
+      process.stderr.write(`${(idle.rssPerSession / 1024).toFixed(1)} KB RSS, ${(idle.heapPerSession / 1024).toFixed(1)} KB heap each\n`)
+    }
+  }
+}
 
 /**
  * One row from --repeat runs of a hop at one N: the median of every measured figure,
@@ -299,23 +315,24 @@ async function idleMemory (target, count) {
  * or logs. A smoke run (--quick) shares one simulator and one process per hop, to start
  * (and, from the sources, compile) fewer.
  */
-async function startSimulator () {
-  if (!options.quick) {
-    const simulator = await startChild('simulator.js', {})
-    return { ...simulator, release: () => simulator.exit() }
-  }
-  shared.simulator ??= startChild('simulator.js', {})
-  return { ...await shared.simulator, release: async () => {} }
+async function startSimulator (env = {}) {
+  return startShared(`simulator ${JSON.stringify(env)}`, () => startChild('simulator.js', env))
 }
 
-async function startHop (target, simulator) {
-  const start = () => startChild(target === 'relay' ? 'relay.js' : 'proxy.js', hopEnv(target, simulator.ready.url), profileArgs())
+/** `env`: more of the hop's environment (e.g. UPSTREAM_RENEW_AFTER_MS). */
+async function startHop (target, simulator, env = {}) {
+  return startShared(`${target} ${simulator.ready.url} ${JSON.stringify(env)}`,
+    () => startChild(target === 'relay' ? 'relay.js' : 'proxy.js', { ...hopEnv(target, simulator.ready.url), ...env }, profileArgs()))
+}
+
+/** A fresh process, or (--quick) the one already started under `key`. */
+async function startShared (key, start) {
   if (!options.quick) {
-    const hop = await start()
-    return { ...hop, release: () => hop.exit() }
+    const child = await start()
+    return { ...child, release: () => child.exit() }
   }
-  shared[target] ??= start()
-  return { ...await shared[target], release: async () => {} }
+  shared[key] ??= start()
+  return { ...await shared[key], release: async () => {} }
 }
 
 /** Busy time of the whole machine (all cores) so far, in ms, from /proc/stat; null elsewhere. */
@@ -395,11 +412,16 @@ function readOptions () {
       'quiet-wait': { type: 'string' },
       baseline: { type: 'string' },
       'idle-sessions': { type: 'string' },
-      repeat: { type: 'string' }
+      repeat: { type: 'string' },
+      conversation: { type: 'boolean' },
+      'turn-interval': { type: 'string' },
+      'long-sessions': { type: 'string' },
+      'long-turns': { type: 'string' },
+      'renew-duration': { type: 'string' }
     }
   })
   const quick = values.quick === true || process.env.BENCH_QUICK === '1'
-  const sessions = (values.sessions ?? process.env.BENCH_SESSIONS ?? (quick ? '5' : '50,100,200')).split(',').map(Number)
+  const sessions = (values.sessions ?? process.env.BENCH_SESSIONS ?? (quick ? '5' : values.conversation === true ? '50,200' : '50,100,200')).split(',').map(Number)
   if (sessions.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--sessions takes a comma-separated list of positive integers, e.g. 50,100,200')
   const durationS = Number(values.duration ?? process.env.BENCH_DURATION ?? (quick ? 2 : 10))
   const warmupS = Number(values.warmup ?? (quick ? 0.5 : 2))
@@ -414,7 +436,15 @@ function readOptions () {
   if (!Number.isInteger(repeat) || repeat < 1) throw new Error('--repeat takes an integer ≥ 1')
   const idleSessions = Number(values['idle-sessions'] ?? (quick ? 20 : 1000))
   if (!Number.isInteger(idleSessions) || idleSessions < 0 || (idleSessions > 0 && idleSessions < 2 * IDLE_STEPS)) throw new Error(`--idle-sessions takes 0 (skip) or an integer ≥ ${2 * IDLE_STEPS}`)
-  return { quick, sessions, durationS, warmupS, targets, retries, repeat, idleSessions, quietWaitS, baseline: values.baseline, profile: values.profile === true, json: values.json, logLevel: values['log-level'] ?? 'info' }
+  const conversation = values.conversation === true
+  const turnIntervalS = Number(values['turn-interval'] ?? (quick ? 1 : 4))
+  const longSessions = Number(values['long-sessions'] ?? (quick ? 3 : 20))
+  const longTurns = Number(values['long-turns'] ?? (quick ? 12 : 360))
+  const renewDurationS = Number(values['renew-duration'] ?? (quick ? 3 : 10))
+  if (!(turnIntervalS > 0) || !Number.isInteger(longSessions) || longSessions < 0 || !Number.isInteger(longTurns) || longTurns < 0 || !(renewDurationS >= 0)) {
+    throw new Error('--turn-interval takes seconds > 0, --long-sessions and --long-turns integers ≥ 0, --renew-duration seconds ≥ 0')
+  }
+  return { conversation, turnIntervalS, longSessions, longTurns, renewDurationS, quick, sessions, durationS, warmupS, targets, retries, repeat, idleSessions, quietWaitS, baseline: values.baseline, profile: values.profile === true, json: values.json, logLevel: values['log-level'] ?? 'info' }
 }
 
 function machine () {

@@ -3,30 +3,17 @@
 // from the TypeScript sources (the children inherit tap's loader), checked for a
 // complete, sane result. Performance itself is not asserted: CI machines vary.
 
-import { execFile } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
-
-const BENCH = fileURLToPath(new URL('../bench/', import.meta.url))
-const RUN = join(BENCH, 'run.js')
+import { runBench } from './helpers/bench.js'
 
 t.test('npm run bench, quick: every frame echoed through both hops, measured and reported', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'bench-smoke-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const json = join(dir, 'results.json')
-  // The benchmark's scripts are tooling, not the product: keep them out of the coverage
-  // floors (tap's processinfo reads this list in every process it follows).
-  const benchScripts = (await readdir(BENCH)).filter((name) => name.endsWith('.js')).map((name) => join(BENCH, name))
-  const coverageExcluded = [process.env._TAPJS_PROCESSINFO_COV_EXCLUDE_FILES_ ?? '', ...benchScripts].join('\n')
-  const { stdout } = await new Promise<{ stdout: string, stderr: string }>((resolve, reject) => {
-    execFile(process.execPath, [...process.execArgv, RUN, '--quick', '--duration', '1', '--warmup', '0.2', '--json', json], {
-      env: { ...process.env, BENCH_FROM_SOURCE: '1', _TAPJS_PROCESSINFO_COV_EXCLUDE_FILES_: coverageExcluded },
-      timeout: 60_000
-    }, (error, stdout, stderr) => error === null ? resolve({ stdout, stderr }) : reject(new Error(`${error.message}\n${stderr}`)))
-  })
+  const stdout = await runBench(['--quick', '--duration', '1', '--warmup', '0.2', '--json', json])
   const results = JSON.parse(await readFile(json, 'utf8'))
   t.same(results.runs.map((run: any) => run.target), ['relay', 'proxy'])
   for (const run of results.runs) {
