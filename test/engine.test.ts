@@ -1035,3 +1035,32 @@ t.test('the held-message bound: exactly maxHeldIntents are held, the next one is
   const cmds = d.up({ type: 'session.updated', session: {} })
   t.same(client(cmds, 'ConversationText').map((m) => m.type === 'ConversationText' ? m.content : ''), ['m0', 'm1', 'm2'], 'the held ones replayed in order')
 })
+
+t.test('rule 4 over a long session: answered calls are forgotten beyond the newest 32, never while their follow-up waits', async (t) => {
+  const d = ready()
+  for (let turn = 1; turn <= 100; turn++) {
+    d.itemAdded(injectedItemId(d.feed({ type: 'injectUser', content: `turn ${turn}` })))
+    d.created(`resp_${turn}`)
+    d.args(`call_${turn}`, `resp_${turn}`)
+    d.done(`resp_${turn}`)
+    d.feed({ type: 'functionResult', callId: `call_${turn}`, output: `out ${turn}` })
+    d.created(`resp_follow_${turn}`)
+    d.done(`resp_follow_${turn}`)
+  }
+  t.ok(d.state.calls.size <= 33, `calls remembered: ${d.state.calls.size}`)
+  t.equal(warnings(d.feed({ type: 'functionResult', callId: 'call_100', output: 'again' }), WarningCode.duplicateFunctionCallResponse).length, 1, 'the newest call: still refused as answered')
+  t.equal(warnings(d.feed({ type: 'functionResult', callId: 'call_70', output: 'again' }), WarningCode.duplicateFunctionCallResponse).length, 1, 'the 31st newest: still refused as answered')
+  t.equal(warnings(d.feed({ type: 'functionResult', callId: 'call_1', output: 'again' }), WarningCode.unknownFunctionCall).length, 1, 'the oldest: forgotten')
+
+  // 40 calls of one response, each answered before the next is announced: none is forgotten before its follow-up.
+  d.itemAdded(injectedItemId(d.feed({ type: 'injectUser', content: 'many' })))
+  d.created('resp_many')
+  const ids = Array.from({ length: 40 }, (_, i) => `many_${i}`)
+  for (const id of ids) {
+    d.args(id, 'resp_many')
+    d.feed({ type: 'functionResult', callId: id, output: id })
+  }
+  const creates = upstream(d.done('resp_many'), 'response.create')
+  t.equal(creates.length, 1, 'one follow-up for all 40 answers')
+  for (const id of ids) t.ok(d.state.calls.has(id), `${id} remembered until the follow-up`)
+})

@@ -255,6 +255,12 @@ const FINAL_FAILURES: ReadonlySet<string> = new Set([ErrorCode.upstreamUnauthori
 
 /** Bound on remembered function calls and sent-event correlations per session. */
 const MAX_REMEMBERED = 512
+/**
+ * Answered calls remembered (to refuse a second answer; for the conflict rule, when their
+ * outputs were acknowledged) once their response's follow-up is on its way: the record,
+ * not this map, is the conversation, so a long session's calls must not pile up here.
+ */
+const MAX_ANSWERED_CALLS = 32
 /** Responses the watchdog abandoned, remembered for their late response.done. */
 const MAX_ABANDONED = 16
 /** response.created times and agent turns kept (a response without response.done must not grow them). */
@@ -1141,6 +1147,7 @@ export class TurnEngine {
       s.callResponses.set(responseId, !s.slot.open.some((r) => r.key === responseId) && !s.abandoned.some((abandoned) => abandoned.key === responseId))
       boundMap(s.callResponses, () => false)
     }
+    forgetAnsweredCalls(s)
     boundMap(s.calls, (c) => c.answered)
     s.record.call(call.callId, call.callId, call.name, call.arguments)
     this.#client({ type: 'FunctionCallRequest', functions: [{ id: call.callId, name: call.name, arguments: call.arguments, client_side: !serverSide }] })
@@ -1627,6 +1634,19 @@ function boundMap<T> (map: Map<string, T>, doneWith: (value: T) => boolean): voi
   for (const key of map.keys()) {
     if (map.size <= MAX_REMEMBERED) return
     map.delete(key)
+  }
+}
+
+/** Keeps the newest MAX_ANSWERED_CALLS answered calls whose follow-up is no longer awaited. */
+function forgetAnsweredCalls (s: EngineState): void {
+  const done = (call: CallState): boolean => call.answered && !s.callResponses.has(call.responseId)
+  let excess = -MAX_ANSWERED_CALLS
+  for (const call of s.calls.values()) if (done(call)) excess++
+  for (const [callId, call] of s.calls) {
+    if (excess <= 0) return
+    if (!done(call)) continue
+    s.calls.delete(callId)
+    excess--
   }
 }
 
