@@ -132,3 +132,18 @@ t.test('a loss mid-reply: the words of the audio the client was sent are told, n
   t.match(client(cmds, 'ConversationText'), [{ role: 'assistant', content: 'one two three four five' }])
   t.equal(client(cmds, 'AgentAudioDone').length, 1, 'its audio ends')
 })
+
+t.test('the upstream ending the session (1001) at a quiet moment is a renewal, unseen; mid-response, or any other loss, is told', async (t) => {
+  const quiet = ready()
+  const goingAway = quiet.feed(lost(1001))
+  t.match(connects(goingAway), [{ reason: 'renew', delayMs: 0 }], '1001 at a quiet moment: renewed at once')
+  t.same(client(relink(quiet), 'Warning'), [], 'no Warning: nothing was lost')
+
+  const busy = responding('resp_1')
+  t.match(connects(busy.feed(lost(1001))), [{ reason: 'reconnect' }], '1001 during a response: a reconnect')
+  t.match(client(relink(busy), 'Warning'), [{ code: WarningCode.upstreamReconnected }], 'told: the response was cut')
+
+  const dropped = ready()
+  t.match(connects(dropped.feed(lost(1006))), [{ reason: 'reconnect' }], 'a drop at a quiet moment: a reconnect')
+  t.match(client(relink(dropped), 'Warning'), [{ code: WarningCode.upstreamReconnected }], 'told: a drop is not the upstream ending the session')
+})

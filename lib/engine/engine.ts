@@ -246,6 +246,8 @@ const SENT_SUBJECT: Record<SentPurpose['kind'], string> = {
 }
 
 const CONFLICT = 'conversation_already_has_active_response'
+/** The upstream ends the session: going away, as at OpenAI's maximum session duration. */
+const GOING_AWAY = 1001
 /** Close codes after which a new upstream is worth trying: going away (its maximum duration), a drop, a server fault or restart. */
 const RECONNECTABLE_CLOSES: ReadonlySet<number> = new Set([1001, 1006, 1011, 1012, 1013])
 /** An upstream that kept the session this long was sound: losing it later starts a new streak of reconnects. */
@@ -1179,11 +1181,7 @@ export class TurnEngine {
   /** A planned renewal goes at the first quiet moment: nothing in flight, nobody speaking, every word told. */
   #maybeRenew (): void {
     const s = this.#s
-    if (!s.link.renewDue || s.phase !== 'ready' || s.link.state !== 'live') return
-    const quiet = !this.responseInProgress && s.queue.length === 0 && s.inflightUpdate === null && s.pendingFields === null && this.pending.functionCalls === 0 &&
-      !s.speech.userSpeaking && s.awaitingItems.size === 0 && s.replaying.size === 0 && s.speech.turns.size === 0 &&
-      s.speech.pendingUser.size === 0 && s.speech.pendingCommits === 0 && !s.speech.vadTurnDue && s.speech.heldTexts.length === 0
-    if (!quiet) return
+    if (!s.link.renewDue || s.phase !== 'ready' || s.link.state !== 'live' || !this.#quiet()) return
     s.link.renewDue = false
     // The renewal's own connection is the first attempt of a streak, as after a loss.
     s.link.attempts = 1
@@ -1192,7 +1190,19 @@ export class TurnEngine {
     this.#connect(0, 'renew')
   }
 
-  /** The upstream closed or dropped under an open session: reconnect if it can help, else the session ends. */
+  /** Nothing in flight, nobody speaking, every word told: a new upstream can take over unnoticed. */
+  #quiet (): boolean {
+    const s = this.#s
+    return !this.responseInProgress && s.queue.length === 0 && s.inflightUpdate === null && s.pendingFields === null && this.pending.functionCalls === 0 &&
+      !s.speech.userSpeaking && s.awaitingItems.size === 0 && s.replaying.size === 0 && s.speech.turns.size === 0 &&
+      s.speech.pendingUser.size === 0 && s.speech.pendingCommits === 0 && !s.speech.vadTurnDue && s.speech.heldTexts.length === 0
+  }
+
+  /**
+   * The upstream closed or dropped under an open session: reconnect if it can help, else
+   * the session ends. An upstream that ends the session (1001: OpenAI's maximum duration)
+   * at a quiet moment lost nothing: it is renewed like a planned renewal, unseen.
+   */
   #upstreamLost (closeCode: number | undefined, failure: UpstreamFailure, at: number): void {
     const s = this.#s
     const reconnectable = closeCode === undefined ? failure.code === ErrorCode.upstreamUnresponsive : RECONNECTABLE_CLOSES.has(closeCode)
@@ -1207,10 +1217,12 @@ export class TurnEngine {
       this.#endWith(failure)
       return
     }
-    this.#log('warn', 'upstream lost mid-session: reconnecting', { upstreamCloseCode: closeCode, errorCode: failure.code })
-    this.#linkDown(false, at)
+    const renewal = closeCode === GOING_AWAY && s.link.state === 'live' && this.#quiet()
+    if (renewal) this.#log('info', 'the upstream ended the session at a quiet moment: renewing it', { upstreamCloseCode: closeCode })
+    else this.#log('warn', 'upstream lost mid-session: reconnecting', { upstreamCloseCode: closeCode, errorCode: failure.code })
+    this.#linkDown(renewal, at)
     s.link.attempts++
-    this.#connect(this.#backoff(), 'reconnect')
+    this.#connect(this.#backoff(), renewal ? 'renew' : 'reconnect')
   }
 
   /** The wait before the next attempt of a streak: none for the first, then reconnectBackoffMs, doubling. */

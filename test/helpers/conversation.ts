@@ -74,3 +74,12 @@ export async function sessionDetail (base: string): Promise<{ upstream: { connec
 export function upstreamConnects (events: Array<Record<string, any>>): string[] {
   return events.filter((e) => e.type === 'upstream.connect').map((e) => e.code as string)
 }
+
+/** Waits until `conn` acknowledged `count` conversation items (the replay is in its conversation). */
+export async function replayed (conn: SimConnection, count: number): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (conn.sent.filter((e) => e.type === 'conversation.item.done').length < count) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${count} items acknowledged on ${conn.id}; got ${itemsGiven(conn).length} given`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
