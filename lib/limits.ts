@@ -216,7 +216,7 @@ export const LIMITS = [
     unit: 'count',
     scope: 'plugin',
     bounds: 'reconnect attempts after the upstream closes (1001 going away, 1011, 1012, 1013) or drops (1006, no pong) mid-session: the first at once, then 250 ms apart doubling, the conversation carried over. A connection lost within 30 s of coming back counts toward the same attempts',
-    trips: 'one `Warning{code:"UPSTREAM_RECONNECTED"}` per reconnect; when every attempt fails, the `Error` of the last failure and its close',
+    trips: 'one `Warning{code:"UPSTREAM_RECONNECTED"}` per reconnect (none when a 1001 comes at a quiet moment: a renewal); when every attempt fails, the `Error` of the last failure and its close',
     metric: '`dgproxy_client_warnings_total{code="UPSTREAM_RECONNECTED"}`'
   },
   {
