@@ -35,7 +35,7 @@ import { INPUT_AUDIO_APPEND, SERVER_EVENT_TYPES, UpstreamType, boundedId, upstre
 import type { UpstreamEvent } from './protocol/openai.js'
 import type { LiveSession, SessionDetail, SessionSummary } from './registry.js'
 import { UpstreamLeg, closedFailure } from './upstream.js'
-import type { ApiKeyHeader, UpstreamFailure } from './upstream.js'
+import type { ApiKeyHeader, UpstreamEvents, UpstreamFailure } from './upstream.js'
 import { cork } from './ws-cork.js'
 
 /** The per-session limits (lib/limits.ts has them all, with their defaults and what a client sees when each trips). */
@@ -76,6 +76,14 @@ const AUDIO_STREAMS = {
   clientDropped: audioStream('proxy->client', 'binary_dropped')
 }
 
+const SESSION = Symbol('session')
+
+type ClientSocket = WebSocket & { [SESSION]: Session }
+
+function sessionOf (client: WebSocket): Session {
+  return (client as ClientSocket)[SESSION]
+}
+
 export class Session implements LiveSession {
   readonly id = randomUUID()
   readonly startedAt = new Date()
@@ -83,9 +91,9 @@ export class Session implements LiveSession {
   #log: Logger
   readonly #client: WebSocket
   /** The upstream connection in use; a renewal or a reconnect replaces it. */
-  #upstream: UpstreamLeg
+  #upstream: UpstreamLeg<Session>
   /** Every upstream connection not closed yet (a replaced one may still be closing). */
-  readonly #legs = new Set<UpstreamLeg>()
+  readonly #legs = new Set<UpstreamLeg<Session>>()
   #connects = 0
   /** The upstream URL in use: the operator's, with the model the first Settings chose. */
   #upstreamUrl: string
@@ -139,44 +147,90 @@ export class Session implements LiveSession {
       reconnectAttempts: options.upstreamReconnectAttempts,
       idPrefix: `${this.id.slice(0, 8)}_`
     })
-    this.#client.on('message', this.#guard((data: RawData, isBinary: boolean) => this.#onClientFrame(data, isBinary)))
-    this.#client.on('close', this.#guard((code: number, reason: Buffer) => this.#onClientClose(code, reason)))
-    this.#client.on('error', this.#guard((error: Error) => this.#onClientError(error)))
+    ;(this.#client as ClientSocket)[SESSION] = this
+    this.#client.on('message', Session.#onClientMessage)
+    this.#client.on('close', Session.#onClientSocketClose)
+    this.#client.on('error', Session.#onClientSocketError)
     this.#sendClient({ type: 'Welcome', request_id: this.id })
     // A client that vanished without a close (a dead network path) would otherwise hold
     // its session, and its upstream, until the upstream's own limit.
-    this.#clientPing = watchLiveness(this.#client, options.clientPingIntervalMs, this.#guard(() => {
-      this.#log.info('client did not answer a ping: dropping the session')
-      this.#client.terminate()
-    }))
+    this.#clientPing = watchLiveness(this.#client, options.clientPingIntervalMs, Session.#onClientDead, this)
     this.#upstream = this.#openUpstream()
   }
 
+  // The sockets' listeners and the upstream legs' events are shared by every session
+  // (`this` is the socket, which names its session): an idle session holds no closures.
+  // Each runs its handler through #safely, so whatever it throws ends this session only.
+
+  static #onClientMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
+    const session = sessionOf(this)
+    session.#safely(session.#onClientFrame, data, isBinary)
+  }
+
+  static #onClientSocketClose (this: WebSocket, code: number, reason: Buffer): void {
+    const session = sessionOf(this)
+    session.#safely(session.#onClientClose, code, reason)
+  }
+
+  static #onClientSocketError (this: WebSocket, error: Error): void {
+    const session = sessionOf(this)
+    session.#safely(session.#onClientError, error, undefined)
+  }
+
+  static #onClientDead (session: Session): void {
+    session.#safely(session.#dropDeadClient, undefined, undefined)
+  }
+
+  static readonly #upstreamEvents: UpstreamEvents<Session> = {
+    opened: (session, leg) => session.#safely(session.#onUpstreamOpen, leg, undefined),
+    frame: (session, leg, data, isBinary) => {
+      if (leg === session.#upstream) session.#safely(session.#onUpstreamFrame, data, isBinary)
+    },
+    failed: (session, leg, failure) => session.#safely(session.#upstreamFailed, leg, failure),
+    socketError: (session, _leg, error) => session.#safely(session.#onUpstreamSocketError, error, undefined),
+    closed: (session, leg, code) => session.#safely(session.#onUpstreamClose, leg, code)
+  }
+
+  /** Runs a socket handler: whatever it throws ends this session only, never the process. */
+  #safely<A, B> (handler: (this: Session, a: A, b: B) => void, a: A, b: B): void {
+    try {
+      handler.call(this, a, b)
+    } catch (error) {
+      this.#internalError(error)
+    }
+  }
+
+  #dropDeadClient (): void {
+    this.#log.info('client did not answer a ping: dropping the session')
+    this.#client.terminate()
+  }
+
   /** A new upstream connection; events of one that was replaced meanwhile are ignored. */
-  #openUpstream (): UpstreamLeg {
+  #openUpstream (): UpstreamLeg<Session> {
     const o = this.#o
     this.#connects++
-    const leg: UpstreamLeg = new UpstreamLeg({
+    const leg = new UpstreamLeg({
       url: this.#upstreamUrl,
       apiKey: o.apiKey,
       ...(o.apiKeyHeader !== undefined && { apiKeyHeader: o.apiKeyHeader }),
       maxFrameBytes: o.maxUpstreamFrameBytes,
       connectTimeoutMs: o.upstreamConnectTimeoutMs,
       pingIntervalMs: o.upstreamPingIntervalMs,
-      onOpen: this.#guard(() => {
-        if (leg !== this.#upstream) return
-        if (this.#connects > 1) this.#feed({ type: 'upstreamOpened', at: performance.now() })
-        if (this.#engine.audioFlows) this.#flushHeldAudio()
-      }),
-      onFrame: this.#guard((data: RawData, isBinary: boolean) => {
-        if (leg === this.#upstream) this.#onUpstreamFrame(data, isBinary)
-      }),
-      onFailure: this.#guard((failure: UpstreamFailure) => this.#upstreamFailed(leg, failure)),
-      onSocketError: this.#guard((error: Error) => this.#log.warn({ errorCode: (error as Error & { code?: string }).code, reason: error.message }, 'upstream socket error')),
-      onClose: this.#guard((code: number) => this.#onUpstreamClose(leg, code))
+      owner: this,
+      events: Session.#upstreamEvents
     })
     this.#legs.add(leg)
     return leg
+  }
+
+  #onUpstreamOpen (leg: UpstreamLeg<Session>): void {
+    if (leg !== this.#upstream) return
+    if (this.#connects > 1) this.#feed({ type: 'upstreamOpened', at: performance.now() })
+    if (this.#engine.audioFlows) this.#flushHeldAudio()
+  }
+
+  #onUpstreamSocketError (error: Error & { code?: string }): void {
+    this.#log.warn({ errorCode: error.code, reason: error.message }, 'upstream socket error')
   }
 
   // ── LiveSession (admin API) ─────────────────────────────────────────────────
@@ -335,7 +389,7 @@ export class Session implements LiveSession {
   // ── upstream → proxy ────────────────────────────────────────────────────────
 
   /** A connection failed: before it opened (refused, unreachable) or after (a protocol fault, no pong). The engine decides what follows. */
-  #upstreamFailed (leg: UpstreamLeg, failure: UpstreamFailure): void {
+  #upstreamFailed (leg: UpstreamLeg<Session>, failure: UpstreamFailure): void {
     if (this.#closing || leg !== this.#upstream || leg.retired) return
     this.#log.warn({ errorCode: failure.code }, failure.description)
     const opened = leg.state !== 'connecting'
@@ -345,7 +399,7 @@ export class Session implements LiveSession {
       : { type: 'upstreamConnectFailed', at: performance.now(), failure })
   }
 
-  #onUpstreamClose (leg: UpstreamLeg, code: number): void {
+  #onUpstreamClose (leg: UpstreamLeg<Session>, code: number): void {
     this.#legs.delete(leg)
     if (this.#closing || leg !== this.#upstream || leg.retired) {
       this.#maybeFinish()

@@ -4,6 +4,7 @@
 // `UpstreamFailure`: the client's Error code and description, and the close code and
 // reason its session ends with (the table below, also in the README).
 
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import WebSocket from 'ws'
 import type { RawData } from 'ws'
 import { CLOSE_TIMEOUT_OPTION, CloseCode } from './protocol/codes.js'
@@ -85,7 +86,21 @@ export function apiKeyHeaderFor (url: string): ApiKeyHeader {
   return URL.canParse(url) && new URL(url).hostname.toLowerCase().endsWith('.openai.azure.com') ? 'api-key' : 'authorization'
 }
 
-export interface UpstreamLegOptions {
+/**
+ * What a leg reports to the session that owns it. One object serves every leg of every
+ * session (each call names the owner and the leg), so a connection holds no closures.
+ */
+export interface UpstreamEvents<Owner> {
+  opened (owner: Owner, leg: UpstreamLeg<Owner>): void
+  frame (owner: Owner, leg: UpstreamLeg<Owner>, data: RawData, isBinary: boolean): void
+  /** The connection failed (it is being dropped); `closed` follows. */
+  failed (owner: Owner, leg: UpstreamLeg<Owner>, failure: UpstreamFailure): void
+  /** An error that does not end the connection. */
+  socketError (owner: Owner, leg: UpstreamLeg<Owner>, error: Error): void
+  closed (owner: Owner, leg: UpstreamLeg<Owner>, code: number): void
+}
+
+export interface UpstreamLegOptions<Owner> {
   url: string
   apiKey: string | undefined
   /** Default: the one the URL's host takes (apiKeyHeaderFor). */
@@ -93,30 +108,41 @@ export interface UpstreamLegOptions {
   maxFrameBytes: number
   connectTimeoutMs: number
   pingIntervalMs: number
-  onOpen (): void
-  onFrame (data: RawData, isBinary: boolean): void
-  /** The connection failed (it is being dropped); `onClose` follows. */
-  onFailure (failure: UpstreamFailure): void
-  /** An error that does not end the connection. */
-  onSocketError (error: Error): void
-  onClose (code: number): void
+  owner: Owner
+  events: UpstreamEvents<Owner>
 }
 
-export class UpstreamLeg {
+const LEG = Symbol('upstream leg')
+
+type LegSocket = WebSocket & { [LEG]: UpstreamLeg<unknown> }
+
+function legOf (ws: WebSocket): UpstreamLeg<unknown> {
+  return (ws as LegSocket)[LEG]
+}
+
+export class UpstreamLeg<Owner> {
   state: UpstreamState = 'connecting'
   /** Set by the session once this connection no longer serves it (replaced, or lost): its events are ignored. */
   retired = false
   readonly #ws: WebSocket
+  readonly #owner: Owner
+  readonly #events: UpstreamEvents<Owner>
+  readonly #maxFrameBytes: number
+  readonly #pingIntervalMs: number
   /** What was sent before the socket opened, in order. */
   #outbox: string[] = []
   #ping: NodeJS.Timeout | undefined
 
-  constructor (o: UpstreamLegOptions) {
+  constructor (o: UpstreamLegOptions<Owner>) {
     const headers: Record<string, string> = {}
     if (o.apiKey !== undefined) {
       if ((o.apiKeyHeader ?? apiKeyHeaderFor(o.url)) === 'api-key') headers['api-key'] = o.apiKey
       else headers.Authorization = `Bearer ${o.apiKey}`
     }
+    this.#owner = o.owner
+    this.#events = o.events
+    this.#maxFrameBytes = o.maxFrameBytes
+    this.#pingIntervalMs = o.pingIntervalMs
     const ws = new WebSocket(o.url, {
       headers,
       maxPayload: o.maxFrameBytes,
@@ -125,42 +151,64 @@ export class UpstreamLeg {
       ...CLOSE_TIMEOUT_OPTION
     })
     this.#ws = ws
-    ws.on('open', () => {
-      this.state = 'open'
-      const outbox = this.#outbox
-      this.#outbox = []
-      for (const text of outbox) ws.send(text)
-      this.#ping = watchLiveness(ws, o.pingIntervalMs, () => {
-        o.onFailure(unresponsiveFailure(o.pingIntervalMs))
-        ws.terminate()
-      })
-      o.onOpen()
-    })
-    ws.on('message', o.onFrame)
-    ws.on('unexpected-response', (_request, response) => {
-      response.resume()
-      o.onFailure(refusedFailure(response.statusCode ?? 0))
-      ws.terminate()
-    })
-    ws.on('error', (error: Error & { code?: string }) => {
-      if (this.state === 'connecting') {
-        o.onFailure(connectFailure(error))
-        return
-      }
-      const wsCode = error.code ?? ''
-      if (!wsCode.startsWith('WS_ERR_')) {
-        o.onSocketError(error)
-        return
-      }
-      // A protocol fault: say so, and do not wait for a close handshake.
-      o.onFailure(protocolFailure(wsCode, error.message, o.maxFrameBytes))
-      ws.terminate()
-    })
-    ws.on('close', (code) => {
-      this.state = 'closed'
-      clearInterval(this.#ping)
-      o.onClose(code)
-    })
+    ;(ws as LegSocket)[LEG] = this as unknown as UpstreamLeg<unknown>
+    ws.on('open', UpstreamLeg.#onOpen)
+    ws.on('message', UpstreamLeg.#onMessage)
+    ws.on('unexpected-response', UpstreamLeg.#onUnexpectedResponse)
+    ws.on('error', UpstreamLeg.#onError)
+    ws.on('close', UpstreamLeg.#onClose)
+  }
+
+  // The socket's listeners, shared by every leg: `this` is the socket, which names its leg.
+
+  static #onOpen (this: WebSocket): void {
+    const leg = legOf(this)
+    leg.state = 'open'
+    const outbox = leg.#outbox
+    leg.#outbox = []
+    for (const text of outbox) this.send(text)
+    leg.#ping = watchLiveness(this, leg.#pingIntervalMs, UpstreamLeg.#onUnresponsive, leg)
+    leg.#events.opened(leg.#owner, leg)
+  }
+
+  static #onMessage (this: WebSocket, data: RawData, isBinary: boolean): void {
+    const leg = legOf(this)
+    leg.#events.frame(leg.#owner, leg, data, isBinary)
+  }
+
+  static #onUnexpectedResponse (this: WebSocket, _request: ClientRequest, response: IncomingMessage): void {
+    const leg = legOf(this)
+    response.resume()
+    leg.#events.failed(leg.#owner, leg, refusedFailure(response.statusCode ?? 0))
+    this.terminate()
+  }
+
+  static #onError (this: WebSocket, error: Error & { code?: string }): void {
+    const leg = legOf(this)
+    if (leg.state === 'connecting') {
+      leg.#events.failed(leg.#owner, leg, connectFailure(error))
+      return
+    }
+    const wsCode = error.code ?? ''
+    if (!wsCode.startsWith('WS_ERR_')) {
+      leg.#events.socketError(leg.#owner, leg, error)
+      return
+    }
+    // A protocol fault: say so, and do not wait for a close handshake.
+    leg.#events.failed(leg.#owner, leg, protocolFailure(wsCode, error.message, leg.#maxFrameBytes))
+    this.terminate()
+  }
+
+  static #onClose (this: WebSocket, code: number): void {
+    const leg = legOf(this)
+    leg.state = 'closed'
+    clearInterval(leg.#ping)
+    leg.#events.closed(leg.#owner, leg, code)
+  }
+
+  static #onUnresponsive (leg: UpstreamLeg<unknown>): void {
+    leg.#events.failed(leg.#owner, leg, unresponsiveFailure(leg.#pingIntervalMs))
+    leg.#ws.terminate()
   }
 
   get isOpen (): boolean {

@@ -28,21 +28,26 @@ function azureUrl (sim: Simulator, deployment = 'my-deployment'): string {
 /** Opens one leg and reports whether it opened or how it failed. */
 async function open (url: string, apiKey: string, apiKeyHeader?: ApiKeyHeader): Promise<{ opened: boolean, failure?: UpstreamFailure }> {
   return await new Promise((resolve) => {
-    const leg: UpstreamLeg = new UpstreamLeg({
+    const owner = { resolve }
+    // eslint-disable-next-line no-new
+    new UpstreamLeg<typeof owner>({
       url,
       apiKey,
       ...(apiKeyHeader === undefined ? {} : { apiKeyHeader }),
       maxFrameBytes: 1024 * 1024,
       connectTimeoutMs: 5000,
       pingIntervalMs: 0,
-      onOpen: () => {
-        resolve({ opened: true })
-        leg.close(1000, 'done')
-      },
-      onFrame: () => {},
-      onFailure: (failure) => resolve({ opened: false, failure }),
-      onSocketError: () => {},
-      onClose: () => {}
+      owner,
+      events: {
+        opened: (owner, leg) => {
+          owner.resolve({ opened: true })
+          leg.close(1000, 'done')
+        },
+        frame: () => {},
+        failed: (owner, _leg, failure) => owner.resolve({ opened: false, failure }),
+        socketError: () => {},
+        closed: () => {}
+      }
     })
   })
 }

@@ -26,7 +26,10 @@ export interface TestProxy {
   logs: Array<Record<string, unknown>>
 }
 
-export async function startProxy (t: Teardown, options: { script?: Partial<SimScript>, env?: Record<string, string>, engine?: EngineTimings } = {}): Promise<TestProxy> {
+/** pino's `hooks.logMethod`: sees every log call of the app (`this` is the logger, with its bindings) before it is written. */
+export type LogHook = (this: pino.Logger, args: unknown[], method: (...args: unknown[]) => void, level: number) => void
+
+export async function startProxy (t: Teardown, options: { script?: Partial<SimScript>, env?: Record<string, string>, engine?: EngineTimings, logHook?: LogHook } = {}): Promise<TestProxy> {
   const sim = await startSimulator({ port: 0, ...(options.script === undefined ? {} : { script: options.script }) })
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', ...options.env })
   const logs: Array<Record<string, unknown>> = []
@@ -36,7 +39,7 @@ export async function startProxy (t: Teardown, options: { script?: Partial<SimSc
       done()
     }
   })
-  const logger = pino({ level: options.env?.LOG_LEVEL ?? 'info' }, sink)
+  const logger = pino({ level: options.env?.LOG_LEVEL ?? 'info', ...(options.logHook === undefined ? {} : { hooks: { logMethod: options.logHook as NonNullable<pino.LoggerOptions['hooks']>['logMethod'] } }) }, sink)
   const proxy = await buildApp({ config, upstreamUrl: config.upstreamUrl ?? withModel(sim.url, config.model), logger, ...(options.engine === undefined ? {} : { engine: options.engine }) })
   await proxy.app.listen({ port: 0, host: '127.0.0.1' })
   proxy.markReady()
