@@ -19,12 +19,24 @@ export function audioStream (direction: EventDirection, type: string): AudioStre
   return { direction, type, key: direction + type }
 }
 
+/** An empty prototype: no key of a count can read `constructor` or `toString` from it. */
+const EMPTY_PROTOTYPE: object = Object.freeze(Object.create(null))
+
+/**
+ * Message counts by type. Not `Object.create(null)`: V8 keeps such an object as a hash
+ * table (≈ 200 B each, four per session), while one made from a prototype keeps its
+ * keys in a shape shared by every session, the same keys read from none.
+ */
+function typeCounts (): TypeCounts {
+  return Object.create(EMPTY_PROTOTYPE)
+}
+
 export class SessionActivity {
-  // Keyed by message type (known types only: the others count as `unknown`), without a prototype all the same.
-  readonly upstreamSent: TypeCounts = Object.create(null)
-  readonly upstreamReceived: TypeCounts = Object.create(null)
-  readonly clientSent: TypeCounts = Object.create(null)
-  readonly clientReceived: TypeCounts = Object.create(null)
+  // Keyed by message type (known types only: the others count as `unknown`).
+  readonly upstreamSent = typeCounts()
+  readonly upstreamReceived = typeCounts()
+  readonly clientSent = typeCounts()
+  readonly clientReceived = typeCounts()
   readonly #timeline: Entry[] = []
   readonly #audioRun = new Map<string, Entry>()
 
