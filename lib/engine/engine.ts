@@ -76,29 +76,18 @@ export const defaultEngineOptions: Omit<EngineOptions, 'idPrefix'> = {
   reconnectAttempts: 3
 }
 
+/** The names of the options that have defaults, in one order. */
+const DEFAULTED_OPTIONS = Object.keys(defaultEngineOptions) as Array<keyof typeof defaultEngineOptions>
+
 /**
- * The options, in one literal of fixed shape: spreading the defaults and the caller's
- * options gave sessions' option objects hidden classes of their own (12 for 20 sessions,
- * ≈ 0.4 KB each).
+ * The options, built field by field in one order, so every session's share one hidden
+ * class. Spreading the defaults and the caller's options gave them hidden classes of
+ * their own (12 for 20 sessions, ≈ 0.4 KB each).
  */
 function engineOptions (o: Partial<EngineOptions> & { idPrefix: string }): EngineOptions {
-  const d = defaultEngineOptions
-  return {
-    idPrefix: o.idPrefix,
-    createAckMs: o.createAckMs ?? d.createAckMs,
-    responseMaxMs: o.responseMaxMs ?? d.responseMaxMs,
-    cancelGraceMs: o.cancelGraceMs ?? d.cancelGraceMs,
-    itemAckMs: o.itemAckMs ?? d.itemAckMs,
-    updateAckMs: o.updateAckMs ?? d.updateAckMs,
-    maxCreateRetries: o.maxCreateRetries ?? d.maxCreateRetries,
-    transcriptWaitMs: o.transcriptWaitMs ?? d.transcriptWaitMs,
-    reconnectBackoffMs: o.reconnectBackoffMs ?? d.reconnectBackoffMs,
-    maxHeldIntents: o.maxHeldIntents ?? d.maxHeldIntents,
-    maxPromptChars: o.maxPromptChars ?? d.maxPromptChars,
-    maxQueuedResponses: o.maxQueuedResponses ?? d.maxQueuedResponses,
-    renewAfterMs: o.renewAfterMs ?? d.renewAfterMs,
-    reconnectAttempts: o.reconnectAttempts ?? d.reconnectAttempts
-  }
+  const options = { idPrefix: o.idPrefix } as EngineOptions
+  for (const name of DEFAULTED_OPTIONS) options[name] = o[name] ?? defaultEngineOptions[name]
+  return options
 }
 
 /** Why a response is wanted. Bare requests coalesce; ones with instructions stay distinct. */
