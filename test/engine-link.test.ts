@@ -147,3 +147,17 @@ t.test('the upstream ending the session (1001) at a quiet moment is a renewal, u
   t.match(connects(dropped.feed(lost(1006))), [{ reason: 'reconnect' }], 'a drop at a quiet moment: a reconnect')
   t.match(client(relink(dropped), 'Warning'), [{ code: WarningCode.upstreamReconnected }], 'told: a drop is not the upstream ending the session')
 })
+
+t.test('a function call the new upstream refuses in the replay is cancelled, and nothing is deleted there (its item is in no conversation)', async (t) => {
+  const d = responding('resp_tools', { options: { reconnectAttempts: 3 } })
+  d.args('call_1', 'resp_tools')
+  d.done('resp_tools')
+  d.feed(lost())
+  const replay = upstream(relink(d), 'conversation.item.create')
+  const call = replay.find((event) => (event.item as { type?: string }).type === 'function_call')
+  t.ok(call, 'the open call is replayed')
+  const cmds = d.error('invalid_value', call?.event_id ?? null)
+  t.match(client(cmds, 'FunctionCallCancelled'), [{ functions: [{ id: 'call_1' }] }], 'the client is told the call no longer stands')
+  t.same(upstream(cmds, 'conversation.item.delete'), [], 'no delete of an item the new upstream does not have (the old upstream\'s id would name nothing)')
+  t.notOk(d.state.calls.has('call_1'))
+})

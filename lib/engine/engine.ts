@@ -1013,8 +1013,13 @@ export class TurnEngine {
       }
     } else if (purpose?.kind === 'replayItem') {
       this.#log('warn', 'a replayed conversation item was refused upstream', { errorCode: code })
-      // A call the new upstream does not have cannot be answered there.
-      if (purpose.callId !== undefined) this.#cancelCalls((call, callId) => callId === purpose.callId)
+      // A call the new upstream does not have cannot be answered there. Its item is in no
+      // conversation (the old one's id names nothing here): nothing to delete.
+      const call = purpose.callId === undefined ? undefined : s.calls.get(purpose.callId)
+      if (call !== undefined) {
+        call.itemId = undefined
+        this.#cancelCalls((_call, callId) => callId === purpose.callId)
+      }
       if (s.replaying.delete(purpose.itemId) && s.replaying.size === 0) this.#replayDone()
     } else {
       this.#otherRefused(code, purpose)
