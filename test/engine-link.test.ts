@@ -161,3 +161,36 @@ t.test('a function call the new upstream refuses in the replay is cancelled, and
   t.same(upstream(cmds, 'conversation.item.delete'), [], 'no delete of an item the new upstream does not have (the old upstream\'s id would name nothing)')
   t.notOk(d.state.calls.has('call_1'))
 })
+
+/** Server VAD took a user's turn (committed as `item_user`), and the upstream is lost before it answers; the next one opens. */
+function lostBeforeTheAnswer (transcription: boolean, transcribed: boolean): { d: Driver, relinked: Command[] } {
+  const d = ready({ fields: { instructions: 'Be brief.', turnDetection: VAD, ...(transcription && { transcription: { model: 'whisper-1' } }) } })
+  d.up({ type: 'input_audio_buffer.speech_started' })
+  d.up({ type: 'input_audio_buffer.speech_stopped' })
+  d.up({ type: 'input_audio_buffer.committed', item_id: 'item_user' })
+  if (transcribed) d.up({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'item_user', content_index: 0, transcript: 'What time is it?' })
+  d.feed(lost())
+  return { d, relinked: relink(d) }
+}
+
+t.test('a loss after server VAD took the user\'s turn and before its answer started: the next upstream answers it, the words replayed first', async (t) => {
+  const { d, relinked } = lostBeforeTheAnswer(true, true)
+  const replay = upstream(relinked, 'conversation.item.create')
+  t.match(replay.at(-1)?.item, { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'What time is it?' }] }, 'the user\'s words end the replayed conversation')
+  t.same(upstream(relinked, 'response.create'), [], 'not before the replay is in')
+  const answered = d.itemAdded((replay.at(-1)?.item as { id: string }).id, 'conversation.item.done')
+  t.equal(upstream(answered, 'response.create').length, 1, 'then one response answers the turn')
+  t.match(client(relinked, 'Warning'), [{ code: WarningCode.upstreamReconnected, description: 'The connection to the agent dropped and was restored; the conversation so far was carried over.' }])
+})
+
+for (const [what, transcription] of [['without transcription', false], ['with its transcription still on its way', true]] as const) {
+  t.test(`a loss after server VAD took the user's turn and before its answer started, ${what}: the turn is lost and the client told so, nothing is answered`, async (t) => {
+    const { d, relinked } = lostBeforeTheAnswer(transcription, false)
+    const warnings = client(relinked, 'Warning')
+    t.equal(warnings.length, 1)
+    t.match(warnings[0], { code: WarningCode.upstreamReconnected, description: /except the user's last turn.*said again/ }, 'the Warning says the last turn must be said again')
+    for (const item of upstream(relinked, 'conversation.item.create')) d.itemAdded((item.item as { id: string }).id, 'conversation.item.done')
+    t.same(upstream(d.all, 'response.create'), [], 'no response to a conversation that does not hold the turn')
+    t.notOk(d.state.link.lostTurn, 'told once')
+  })
+}

@@ -196,6 +196,8 @@ interface Speech {
   pendingCommits: number
   /** The user stopped speaking and server VAD will answer: its response has not been created yet. */
   vadTurnDue: boolean
+  /** The item server VAD committed for that turn, once it is. */
+  dueTurnItem: string | undefined
 }
 
 /** The upstream connection as the engine sees it. */
@@ -214,6 +216,8 @@ interface Link {
   replayedAt: number | undefined
   /** The engine asked for a new connection and waits for it to open. */
   connecting: boolean
+  /** The loss took a user's turn whose words are not known (no transcription, or not yet): it cannot be answered. */
+  lostTurn: boolean
 }
 
 export interface EngineState {
@@ -324,10 +328,11 @@ export class TurnEngine {
         history: true,
         serverFunctions: new Set(),
         pendingCommits: 0,
-        vadTurnDue: false
+        vadTurnDue: false,
+        dueTurnItem: undefined
       },
       record: new ConversationRecord(),
-      link: { state: 'live', attempts: 0, liveSince: 0, planned: false, renewDue: false, connecting: false, replayedAt: 0 },
+      link: { state: 'live', attempts: 0, liveSince: 0, planned: false, renewDue: false, connecting: false, replayedAt: 0, lostTurn: false },
       usage: { responses: 0, inputTokens: 0, outputTokens: 0, inputAudioTokens: 0, outputAudioTokens: 0, cachedInputTokens: 0 }
     }
   }
@@ -475,6 +480,7 @@ export class TurnEngine {
         speech.userSpeaking = false
         // Server VAD commits the turn and answers it next: no renewal in between.
         speech.vadTurnDue = this.#s.applied.turnDetection?.create_response !== false
+        speech.dueTurnItem = undefined
         return this.#maybeRenew()
       case 'audio.done': return this.#audioDone(event.responseId)
       case 'transcript.done':
@@ -763,6 +769,7 @@ export class TurnEngine {
 
   #audioCommitted (itemId: string | undefined, at: number): void {
     const s = this.#s
+    if (s.speech.vadTurnDue) s.speech.dueTurnItem = itemId
     if (itemId !== undefined && s.applied.transcription != null) {
       s.speech.pendingUser.set(itemId, s.order)
       if (s.speech.pendingUser.size > MAX_TURNS) s.speech.pendingUser.delete(s.speech.pendingUser.keys().next().value as string)
@@ -1301,8 +1308,12 @@ export class TurnEngine {
     }
     if (s.replaying.size > 0) this.#setTimer({ kind: 'replayAck' }, this.options.itemAckMs)
     else s.link.replayedAt = s.order
-    if (!s.link.planned) {
-      this.#client({ type: 'Warning', code: WarningCode.upstreamReconnected, description: 'The connection to the agent dropped and was restored; the conversation so far was carried over.' })
+    if (!s.link.planned || s.link.lostTurn) {
+      const description = s.link.lostTurn
+        ? 'The connection to the agent dropped and was restored; the conversation so far was carried over, except the user\'s last turn, which the agent had not answered and whose words were not known: it needs to be said again.'
+        : 'The connection to the agent dropped and was restored; the conversation so far was carried over.'
+      this.#client({ type: 'Warning', code: WarningCode.upstreamReconnected, description })
+      s.link.lostTurn = false
     }
     this.#replayHeld()
   }
@@ -1374,7 +1385,17 @@ export class TurnEngine {
     speech.muted = null
     speech.userSpeaking = false
     speech.pendingCommits = 0
+    // Server VAD took the user's turn and had not started its answer: the next upstream
+    // answers it if the user's words are known (the replay carries them); if not, the
+    // turn went with this upstream, and the client is told so.
+    if (speech.vadTurnDue) {
+      const item = speech.dueTurnItem
+      const words = item === undefined || speech.pendingUser.has(item) ? undefined : s.record.entries.find((entry) => entry.key === item)
+      if (words?.kind === 'message' && words.text !== undefined) this.#enqueueBare('resumed_turn', at, { orders: [], calls: [], afterReplay: true })
+      else s.link.lostTurn = true
+    }
     speech.vadTurnDue = false
+    speech.dueTurnItem = undefined
     speech.pendingUser.clear()
     this.#releaseHeldTexts()
     for (const responseId of s.callResponses.keys()) this.#followUpIfAnswered(responseId, at)

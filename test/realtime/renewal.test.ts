@@ -4,7 +4,8 @@
 // each new upstream. The simulator proves the replay: its answers to "what did I say
 // first?" / "what did you just say?" are read from its own conversation.
 
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { SimConnection } from '../../lib/simulator/index.js'
 import { NO_VIOLATIONS, barrier, errorsOf, simSent, warningsOf } from '../helpers/proxy.js'
 import type { TestClient } from '../helpers/proxy.js'
 import { WEATHER, agentSaid, agentTexts, ask, itemsGiven, openSession, replayed, sessionDetail, upstreamConnects, withAgent } from '../helpers/conversation.js'
@@ -129,5 +130,40 @@ t.test('the simulator\'s maximum session duration (1001 with OpenAI\'s reason): 
   t.same(errorsOf(client), [], 'no Error')
   t.same(warningsOf(client).map((w) => w.code), [], 'no Warning: the upstream ended the session at a quiet moment, a renewal like a planned one')
   t.equal(client.ws.readyState, client.ws.OPEN, 'the session is still open')
+  t.same(sim.violations(), NO_VIOLATIONS)
+})
+
+/** A session whose first upstream takes a spoken turn (server VAD) and is lost before its answer starts (and, `untranscribed`, before its transcription came). */
+async function lostBeforeTheAnswer (t: Test, untranscribed = false): Promise<Awaited<ReturnType<typeof openSession>> & { next: SimConnection }> {
+  const session = await openSession(t)
+  const { client, conn, sim } = session
+  conn.script = { ...conn.script, responseCreatedDelayMs: 60_000, ...(untranscribed && { transcriptionDelayMs: 60_000 }) }
+  conn.vadTurn('Is the lighthouse open today?')
+  await simSent(conn, 'input_audio_buffer.committed')
+  if (!untranscribed) await client.until(() => client.all('ConversationText').some((m) => m.role === 'user'), 'the user\'s words told')
+  conn.close(1011)
+  const next = await sim.nextConnection()
+  await client.until(() => warningsOf(client).length > 0, 'the reconnect told')
+  return { ...session, next }
+}
+
+t.test('an upstream lost after server VAD took a spoken turn, before it answered: the next upstream is given the words and answers them, once', async (t) => {
+  const { client, next, sim } = await lostBeforeTheAnswer(t)
+  t.equal(await agentSaid(client, 1), 'You said: Is the lighthouse open today.', 'the turn is answered')
+  t.same(itemsGiven(next), [['user', 'Is the lighthouse open today?']], 'from the words replayed')
+  await barrier(client)
+  t.equal(next.count('response.create'), 1, 'one answer')
+  t.same(warningsOf(client).map((w) => w.description), ['The connection to the agent dropped and was restored; the conversation so far was carried over.'])
+  t.same(errorsOf(client), [])
+  t.same(sim.violations(), NO_VIOLATIONS)
+})
+
+t.test('the same loss before the turn was transcribed: its words are not known, so the Warning says to say it again, and nothing is answered', async (t) => {
+  const { client, next, sim } = await lostBeforeTheAnswer(t, true)
+  t.match(warningsOf(client), [{ code: 'UPSTREAM_RECONNECTED', description: /except the user's last turn.*said again/ }])
+  await barrier(client)
+  t.equal(next.count('response.create'), 0, 'no answer to a conversation without the turn')
+  t.same(agentTexts(client), [])
+  t.equal(await ask(client, 'Is the lighthouse open today?'), 'You said: Is the lighthouse open today.', 'said again, it is answered')
   t.same(sim.violations(), NO_VIOLATIONS)
 })
