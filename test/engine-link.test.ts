@@ -194,3 +194,13 @@ for (const [what, transcription] of [['without transcription', false], ['with it
     t.notOk(d.state.link.lostTurn, 'told once')
   })
 }
+
+t.test('a loss before a ForceEndTurn\'s commit landed: that turn\'s audio went with the upstream, and the Warning says to say it again', async (t) => {
+  const d = ready()
+  t.equal(upstream(d.feed({ type: 'forceEndTurn' }), 'input_audio_buffer.commit').length, 1)
+  d.feed(lost())
+  const relinked = relink(d)
+  t.match(client(relinked, 'Warning'), [{ code: WarningCode.upstreamReconnected, description: /except the user's last turn.*said again/ }])
+  for (const item of upstream(relinked, 'conversation.item.create')) d.itemAdded((item.item as { id: string }).id, 'conversation.item.done')
+  t.same(upstream(d.all, 'response.create'), [], 'nothing answers a turn the new upstream never heard')
+})

@@ -1384,6 +1384,8 @@ export class TurnEngine {
     speech.speaking = null
     speech.muted = null
     speech.userSpeaking = false
+    // A ForceEndTurn whose commit had not landed: that turn's audio went with the upstream.
+    if (speech.pendingCommits > 0) s.link.lostTurn = true
     speech.pendingCommits = 0
     // Server VAD took the user's turn and had not started its answer: the next upstream
     // answers it if the user's words are known (the replay carries them); if not, the
