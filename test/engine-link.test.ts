@@ -204,3 +204,13 @@ t.test('a loss before a ForceEndTurn\'s commit landed: that turn\'s audio went w
   for (const item of upstream(relinked, 'conversation.item.create')) d.itemAdded((item.item as { id: string }).id, 'conversation.item.done')
   t.same(upstream(d.all, 'response.create'), [], 'nothing answers a turn the new upstream never heard')
 })
+
+t.test('a loss while the user speaks: the beginning of what they said went with the upstream, and the Warning says to say it again', async (t) => {
+  const d = ready({ fields: { instructions: 'Be brief.', turnDetection: VAD } })
+  d.up({ type: 'input_audio_buffer.speech_started' })
+  d.feed(lost())
+  t.match(client(relink(d), 'Warning'), [{ code: WarningCode.upstreamReconnected, description: /except the user's last turn.*said again/ }])
+  const quiet = ready({ fields: { instructions: 'Be brief.', turnDetection: VAD } })
+  quiet.feed(lost())
+  t.match(client(relink(quiet), 'Warning'), [{ code: WarningCode.upstreamReconnected, description: 'The connection to the agent dropped and was restored; the conversation so far was carried over.' }], 'nobody speaking: nothing lost')
+})

@@ -1310,7 +1310,7 @@ export class TurnEngine {
     else s.link.replayedAt = s.order
     if (!s.link.planned || s.link.lostTurn) {
       const description = s.link.lostTurn
-        ? 'The connection to the agent dropped and was restored; the conversation so far was carried over, except the user\'s last turn, which the agent had not answered and whose words were not known: it needs to be said again.'
+        ? 'The connection to the agent dropped and was restored; the conversation so far was carried over, except the user\'s last turn (what they said around the drop did not all reach the agent, and it was not answered): it needs to be said again.'
         : 'The connection to the agent dropped and was restored; the conversation so far was carried over.'
       this.#client({ type: 'Warning', code: WarningCode.upstreamReconnected, description })
       s.link.lostTurn = false
@@ -1383,9 +1383,10 @@ export class TurnEngine {
     speech.turns.clear()
     speech.speaking = null
     speech.muted = null
+    // The user speaking, or a ForceEndTurn whose commit had not landed: that turn's audio
+    // (its beginning, at least) went with the upstream.
+    if (speech.userSpeaking || speech.pendingCommits > 0) s.link.lostTurn = true
     speech.userSpeaking = false
-    // A ForceEndTurn whose commit had not landed: that turn's audio went with the upstream.
-    if (speech.pendingCommits > 0) s.link.lostTurn = true
     speech.pendingCommits = 0
     // Server VAD took the user's turn and had not started its answer: the next upstream
     // answers it if the user's words are known (the replay carries them); if not, the
