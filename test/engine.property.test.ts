@@ -78,6 +78,8 @@ type Step = Action & { r: number }
 interface Schedule {
   /** Feed the engine every upstream event, not only the ones the session feeds it (ENGINE_EVENT_TYPES). */
   feedAll: boolean
+  /** Settings with transcription: the model sends the user's words after each commit. */
+  transcribe: boolean
   greeting: string | null
   context: number
   voice: number
@@ -122,6 +124,7 @@ const stepArb: fc.Arbitrary<Step> = withSeed(fc.oneof(
 
 const scheduleArb: fc.Arbitrary<Schedule> = fc.record({
   feedAll: fc.nat(3).map((n) => n === 0),
+  transcribe: fc.boolean(),
   greeting: fc.option(fc.constantFrom('Hello!', 'Welcome back.'), { nil: null }),
   context: fc.nat(2),
   voice: fc.nat(2),
@@ -155,6 +158,8 @@ function configureInput (intent: Extract<Intent, { k: 'configure' }>): Input {
 
 function settingsInput (schedule: Schedule): Input {
   const fields: SessionFields = { instructions: INSTRUCTIONS[0], voice: VOICES[schedule.voice], tools: TOOLS, turnDetection: { type: 'server_vad', create_response: true, interrupt_response: true } }
+  // As every Settings through the proxy has (Deepgram's agents always transcribe the user).
+  if (schedule.transcribe) fields.transcription = { model: 'gpt-4o-mini-transcribe' }
   const context: ConversationItem[] = [userText('My name is Ada.'), assistantText('Hello Ada.')].slice(0, schedule.context)
   return schedule.greeting === null ? { type: 'settings', fields, context } : { type: 'settings', fields, context, greeting: schedule.greeting }
 }
@@ -180,7 +185,7 @@ function isAck (type: string): type is ConfigAck {
 }
 
 /** Totals over all runs, reported in the test output. */
-const totals = { duplicateAnswers: 0, runs: 0, steps: 0, creates: 0, raceConflicts: 0, raceUpdates: 0, responsesDone: 0, functionCalls: 0, cancels: 0, closes: 0, drops: 0, renewals: 0 }
+const totals = { duplicateAnswers: 0, runs: 0, steps: 0, creates: 0, raceConflicts: 0, raceUpdates: 0, responsesDone: 0, functionCalls: 0, cancels: 0, closes: 0, drops: 0, renewals: 0, lostVadTurns: 0 }
 
 class World {
   readonly engine: TurnEngine
@@ -214,6 +219,12 @@ class World {
   /** Our commits on their way (each one that lands asks for a response). */
   private readonly commits = new Set<string>()
   private commitsPending = 0
+  /**
+   * The user's turn server VAD took (speech_stopped delivered) and no in-band response has
+   * been announced since: its committed item, and whether its words (the transcript) were
+   * delivered. A loss meanwhile owes it an answer from the next upstream when they were.
+   */
+  private vadTurn: { itemId: string | undefined, words: boolean } | null = null
   /** Answers given between two upstreams, not forwarded yet. */
   private readonly heldAnswers = new Set<string>()
   /** Items replayed into the current upstream, not acknowledged yet. */
@@ -665,6 +676,12 @@ class World {
       if (createEventId !== null && engine.sent.get(createEventId)?.kind === 'create') this.restore(createEventId, undefined)
       else if (this.model.answersConversation(response.key)) this.bareCredits.push({ reason: 'resumed_turn', ready: () => undefined })
     }
+    // A user's turn server VAD took and had not answered: answered by the next upstream if its words are in the replay.
+    if (this.vadTurn?.words === true) {
+      totals.lostVadTurns++
+      this.bareCredits.push({ reason: 'resumed_turn', ready: () => undefined })
+    }
+    this.vadTurn = null
     // Responses cut off by the loss: their calls are followed up once answered.
     for (const callId of this.requested) {
       const owner = this.owner(callId)
@@ -745,11 +762,17 @@ class World {
       if (callId !== undefined && !this.outputAckAt.has(callId)) this.outputAckAt.set(callId, position)
       if (typeof id === 'string') this.replayed(id, position)
     }
+    if (event.type === 'input_audio_buffer.speech_stopped') this.vadTurn = { itemId: undefined, words: false }
+    // The user speaks again before the answer: the next turn's answer answers both.
+    if (event.type === 'input_audio_buffer.speech_started') this.vadTurn = null
+    if (event.type === 'input_audio_buffer.committed' && this.vadTurn !== null && this.vadTurn.itemId === undefined) this.vadTurn.itemId = String(event.item_id)
+    if (event.type === 'conversation.item.input_audio_transcription.completed' && this.vadTurn !== null && event.item_id === this.vadTurn.itemId) this.vadTurn.words = true
     if (event.type === 'input_audio_buffer.committed' && this.commitsPending > 0) {
       this.commitsPending--
       this.bareCredits.push({ reason: 'force_end_turn', ready: () => position })
     }
     if (event.type === 'response.created' && responseId !== undefined && response?.conversation_id !== null) {
+      this.vadTurn = null
       this.createdAt.set(responseId, position)
       // It answers every bare reason whose items it saw.
       if (this.model.answersConversation(responseId)) {
@@ -995,6 +1018,7 @@ t.test('turn engine vs a strict model of the Realtime upstream', async (t) => {
   t.comment(`${details.numRuns} random schedules in ${seconds}s (seed ${details.seed})`)
   t.comment(`engine steps ${totals.steps}, response.create ${totals.creates}, responses done ${totals.responsesDone}, function calls ${totals.functionCalls} (duplicate answers ${totals.duplicateAnswers}), cancels ${totals.cancels}, upstream closes ${totals.closes}, drops ${totals.drops}, renewals ${totals.renewals}`)
   t.comment(`server-VAD races: ${totals.raceConflicts} conflicts and ${totals.raceUpdates} session.updates the engine could not prevent (all recovered, or the run would fail)`)
+  t.comment(`server-VAD turns transcribed but not answered when the upstream was lost: ${totals.lostVadTurns} (each answered by the next upstream, or the run would fail)`)
   if (details.failed) {
     // Re-run the shrunk counterexample to report what broke and how.
     const world = runSchedule(details.counterexample![0])
@@ -1007,4 +1031,5 @@ t.test('turn engine vs a strict model of the Realtime upstream', async (t) => {
     t.ok(details.numRuns >= NUM_RUNS, `${details.numRuns} schedules, every invariant held`)
   }
   t.ok(totals.raceConflicts > 0, 'the server-VAD race was exercised')
+  t.ok(totals.lostVadTurns > 0, 'a loss between a transcribed server-VAD turn and its answer was exercised')
 })

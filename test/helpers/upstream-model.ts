@@ -316,6 +316,10 @@ export class UpstreamModel {
     this.items.set(itemId, 0)
     this.emit({ type: 'conversation.item.added', previous_item_id: null, item })
     this.emit({ type: 'conversation.item.done', previous_item_id: null, item })
+    // With transcription configured, the user's words follow (delivered as late as any event).
+    if (record(record(this.session.audio)?.input)?.transcription != null) {
+      this.emit({ type: 'conversation.item.input_audio_transcription.completed', item_id: itemId, content_index: 0, transcript: 'What time is it?' })
+    }
   }
 
   private responseCreate (eventId: string, response: Record<string, unknown> | undefined): void {
