@@ -33,10 +33,10 @@ function check (watch: Watch<unknown>): void {
 /** Pings `socket` every `everyMs` (0 = off); calls `onDead(owner)` once a ping went unanswered for a whole interval. */
 export function watchLiveness<Owner> (socket: WebSocket, everyMs: number, onDead: (owner: Owner) => void, owner: Owner): NodeJS.Timeout | undefined {
   if (everyMs <= 0) return undefined
-  const watch: Watch<Owner> = { socket, onDead, owner, awaitingPong: false }
-  ;(socket as WatchedSocket)[WATCH] = watch as unknown as Watch<unknown>
+  const watch: Watch<unknown> = { socket, onDead: onDead as (owner: unknown) => void, owner, awaitingPong: false }
+  ;(socket as WatchedSocket)[WATCH] = watch
   socket.on('pong', onPong)
-  const timer = setInterval(check, everyMs, watch as unknown as Watch<unknown>)
+  const timer = setInterval(check, everyMs, watch)
   timer.unref()
   return timer
 }

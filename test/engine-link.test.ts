@@ -23,6 +23,11 @@ const renewDue: Input = { type: 'timer', timer: { kind: 'renewDue' } }
 const lost = (closeCode = 1006): Input => ({ type: 'upstreamLost', closeCode, failure: FAILURE })
 const connectFailed: Input = { type: 'upstreamConnectFailed', failure: FAILURE }
 
+/** The new upstream acknowledges every item replayed into it. */
+function ackReplay (d: Driver, relinked: Command[]): void {
+  for (const item of upstream(relinked, 'conversation.item.create')) d.itemAdded((item.item as { id: string }).id, 'conversation.item.done')
+}
+
 /** The new upstream opens and takes the session: the link is live again. */
 function relink (d: Driver): Command[] {
   return [...d.feed({ type: 'upstreamOpened' }), ...d.up({ type: 'session.updated', session: { type: 'realtime' } })]
@@ -189,7 +194,7 @@ for (const [what, transcription] of [['without transcription', false], ['with it
     const warnings = client(relinked, 'Warning')
     t.equal(warnings.length, 1)
     t.match(warnings[0], { code: WarningCode.upstreamReconnected, description: /except the user's last turn.*said again/ }, 'the Warning says the last turn must be said again')
-    for (const item of upstream(relinked, 'conversation.item.create')) d.itemAdded((item.item as { id: string }).id, 'conversation.item.done')
+    ackReplay(d, relinked)
     t.same(upstream(d.all, 'response.create'), [], 'no response to a conversation that does not hold the turn')
     t.notOk(d.state.link.lostTurn, 'told once')
   })
@@ -201,7 +206,7 @@ t.test('a loss before a ForceEndTurn\'s commit landed: that turn\'s audio went w
   d.feed(lost())
   const relinked = relink(d)
   t.match(client(relinked, 'Warning'), [{ code: WarningCode.upstreamReconnected, description: /except the user's last turn.*said again/ }])
-  for (const item of upstream(relinked, 'conversation.item.create')) d.itemAdded((item.item as { id: string }).id, 'conversation.item.done')
+  ackReplay(d, relinked)
   t.same(upstream(d.all, 'response.create'), [], 'nothing answers a turn the new upstream never heard')
 })
 

@@ -1309,10 +1309,8 @@ export class TurnEngine {
     if (s.replaying.size > 0) this.#setTimer({ kind: 'replayAck' }, this.options.itemAckMs)
     else s.link.replayedAt = s.order
     if (!s.link.planned || s.link.lostTurn) {
-      const description = s.link.lostTurn
-        ? 'The connection to the agent dropped and was restored; the conversation so far was carried over, except the user\'s last turn (what they said around the drop did not all reach the agent, and it was not answered): it needs to be said again.'
-        : 'The connection to the agent dropped and was restored; the conversation so far was carried over.'
-      this.#client({ type: 'Warning', code: WarningCode.upstreamReconnected, description })
+      const lost = s.link.lostTurn ? ', except the user\'s last turn (what they said around the drop did not all reach the agent, and it was not answered): it needs to be said again' : ''
+      this.#client({ type: 'Warning', code: WarningCode.upstreamReconnected, description: `The connection to the agent dropped and was restored; the conversation so far was carried over${lost}.` })
       s.link.lostTurn = false
     }
     this.#replayHeld()
@@ -1391,10 +1389,10 @@ export class TurnEngine {
     // Server VAD took the user's turn and had not started its answer: the next upstream
     // answers it if the user's words are known (the replay carries them); if not, the
     // turn went with this upstream, and the client is told so.
+    // (A transcription on its way leaves the text unknown in the record.)
     if (speech.vadTurnDue) {
       const item = speech.dueTurnItem
-      const words = item === undefined || speech.pendingUser.has(item) ? undefined : s.record.entries.find((entry) => entry.key === item)
-      if (words?.kind === 'message' && words.text !== undefined) this.#enqueueBare('resumed_turn', at, { orders: [], calls: [], afterReplay: true })
+      if (item !== undefined && s.record.textOf(item) !== undefined) this.#enqueueBare('resumed_turn', at, { orders: [], calls: [], afterReplay: true })
       else s.link.lostTurn = true
     }
     speech.vadTurnDue = false

@@ -38,6 +38,12 @@ export class ConversationRecord {
     this.#add({ kind: 'call', key, callId, name, arguments: capped(args) as string, output: undefined })
   }
 
+  /** The text of the message `key` names; undefined while it is not known (or if there is none). */
+  textOf (key: string): string | undefined {
+    const entry = this.#entries.find((candidate) => candidate.key === key)
+    return entry?.kind === 'message' ? entry.text : undefined
+  }
+
   /** The text of a message known now (or dropped: `undefined` removes the entry). */
   setText (key: string, text: string | undefined): void {
     const index = this.#entries.findIndex((entry) => entry.key === key)
