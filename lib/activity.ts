@@ -4,6 +4,7 @@
 // current audio run allocates nothing, and times are kept as numbers (formatted when
 // the timeline is read).
 
+import { LazyMap } from './lazy.js'
 import type { EventDirection, TimelineEvent, TypeCounts } from './registry.js'
 
 /** Timeline entries kept per session (newest last). */
@@ -38,7 +39,7 @@ export class SessionActivity {
   readonly clientSent = typeCounts()
   readonly clientReceived = typeCounts()
   readonly #timeline: Entry[] = []
-  readonly #audioRun = new Map<string, Entry>()
+  readonly #audioRun = new LazyMap<string, Entry>()
 
   /** Counts one message; callers pass known types only (others as `unknown`), so the keys stay bounded. */
   count (counts: TypeCounts, type: string): void {

@@ -8,6 +8,7 @@
 // forwards the output and decides when the follow-up goes.
 
 import { randomUUID } from 'node:crypto'
+import pino from 'pino'
 import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import type { RawData } from 'ws'
@@ -16,8 +17,8 @@ import { InputAudioConverter, OutputAudioConverter } from './audio.js'
 import type { ClientAudioFormat } from './audio.js'
 import { decodeClientText } from './client-frames.js'
 import type { Intent } from './client-frames.js'
-import { TurnEngine } from './engine/engine.js'
-import type { EngineTimings } from './engine/engine.js'
+import { TurnEngine, engineOptions } from './engine/engine.js'
+import type { EngineOptions, EngineTimings } from './engine/engine.js'
 import { ENGINE_EVENT_TYPES, timerKey } from './engine/io.js'
 import type { Command, EngineInput, Timer } from './engine/io.js'
 import type { PluginLimits } from './limits.js'
@@ -41,13 +42,13 @@ import { cork } from './ws-cork.js'
 /** The per-session limits (lib/limits.ts has them all, with their defaults and what a client sees when each trips). */
 export type SessionLimits = Omit<PluginLimits, 'maxSessions' | 'maxClientFrameBytes'>
 
+/**
+ * What every session of a plugin shares: built once (`sessionOptions`), not per session.
+ * What is a session's own (its socket, its peer, its trace context) the constructor takes.
+ */
 export interface SessionOptions extends SessionLimits {
-  client: WebSocket
-  remoteAddress: string
   /** The app's logger; the session logs through one child of it. */
   logger: Logger
-  /** Bindings for every line of this session (e.g. its trace context). */
-  logBindings?: Record<string, unknown>
   metrics: ProxyMetrics
   upstreamUrl: string
   apiKey: string | undefined
@@ -55,8 +56,8 @@ export interface SessionOptions extends SessionLimits {
   apiKeyHeader?: ApiKeyHeader
   /** The operator's choices a client's Settings may make: models, function endpoints. */
   policy: SettingsPolicy
-  /** Watchdog timings (the held-message bound is a limit: maxHeldMessages). */
-  engine?: EngineTimings
+  /** The turn engine's options: the watchdog timings and the limits it enforces. */
+  engine: EngineOptions
   /** Called once, after both legs are closed. */
   onClosed: (session: Session) => void
 }
@@ -90,6 +91,7 @@ export class Session implements LiveSession {
   readonly #o: SessionOptions
   #log: Logger
   readonly #client: WebSocket
+  readonly #remoteAddress: string
   /** The upstream connection in use; a renewal or a reconnect replaces it. */
   #upstream: UpstreamLeg<Session>
   /** Every upstream connection not closed yet (a replaced one may still be closing). */
@@ -98,7 +100,7 @@ export class Session implements LiveSession {
   /** The upstream URL in use: the operator's, with the model the first Settings chose. */
   #upstreamUrl: string
   /** Server-side functions' endpoints, by name (as the latest Settings or UpdateThink declared them). */
-  #endpoints = new Map<string, FunctionEndpoint>()
+  #endpoints: ReadonlyMap<string, FunctionEndpoint> = NO_ENDPOINTS
   /** Aborts the endpoint calls in flight when the session ends. */
   #calls: AbortController | undefined
   /** The next connection, while it waits for its backoff. */
@@ -133,20 +135,17 @@ export class Session implements LiveSession {
   /** While the client is not read (its upstream is backed up): the check that resumes it. */
   #backpressure: NodeJS.Timeout | undefined
 
-  constructor (options: SessionOptions) {
+  /**
+   * `logBindings` label every line of this session (e.g. its trace context); `remoteAddress`
+   * is the client's, as `/connections` shows it.
+   */
+  constructor (options: SessionOptions, client: WebSocket, remoteAddress: string, logBindings?: Record<string, unknown>) {
     this.#o = options
     this.#upstreamUrl = options.upstreamUrl
-    this.#client = options.client
-    this.#log = options.logger.child({ sessionId: this.id, ...options.logBindings })
-    this.#engine = new TurnEngine({
-      ...options.engine,
-      maxHeldIntents: options.maxHeldMessages,
-      maxPromptChars: options.maxPromptChars,
-      maxQueuedResponses: options.maxQueuedResponses,
-      renewAfterMs: options.upstreamRenewAfterMs,
-      reconnectAttempts: options.upstreamReconnectAttempts,
-      idPrefix: `${this.id.slice(0, 8)}_`
-    })
+    this.#client = client
+    this.#remoteAddress = remoteAddress
+    this.#log = flatChild(options.logger, { sessionId: this.id, ...logBindings })
+    this.#engine = new TurnEngine(`${this.id.slice(0, 8)}_`, options.engine)
     ;(this.#client as ClientSocket)[SESSION] = this
     this.#client.on('message', Session.#onClientMessage)
     this.#client.on('close', Session.#onClientSocketClose)
@@ -241,7 +240,7 @@ export class Session implements LiveSession {
     return {
       id: this.id,
       startedAt: this.startedAt.toISOString(),
-      remoteAddress: this.#o.remoteAddress,
+      remoteAddress: this.#remoteAddress,
       phase: this.#closing ? 'closing' : engine.phase,
       responseInProgress: engine.responseInProgress,
       activeResponseId: engine.activeResponseId,
@@ -286,7 +285,7 @@ export class Session implements LiveSession {
       case 'intent':
         for (const warning of action.warnings) this.#sendClient(warning)
         if (action.serverFunctions !== undefined && action.intent.type === 'configure') {
-          this.#endpoints = action.serverFunctions
+          this.#endpoints = endpointsKept(action.serverFunctions)
           return this.#feedIntent({ ...action.intent, serverFunctions: [...action.serverFunctions.keys()] })
         }
         return this.#feedIntent(action.intent)
@@ -313,11 +312,11 @@ export class Session implements LiveSession {
       if (plan.tags.length > 0) {
         // Tags label every later line of this session (they come with the first Settings).
         this.#tags = plan.tags
-        this.#log = this.#log.child({ tags: plan.tags })
+        this.#log = flatChild(this.#log, { tags: plan.tags })
       }
       if (plan.model !== undefined) this.#useModel(plan.model)
     }
-    this.#endpoints = plan.serverFunctions
+    this.#endpoints = endpointsKept(plan.serverFunctions)
     const serverFunctions = [...plan.serverFunctions.keys()]
     this.#feedIntent(plan.greeting === undefined
       ? { type: 'settings', fields: plan.fields, context: plan.context, history: plan.history, serverFunctions }
@@ -375,7 +374,7 @@ export class Session implements LiveSession {
     if (audio === '') return
     // Built by concatenation: base64 never needs JSON escaping.
     this.#upstream.cork()
-    this.#sendUpstreamRaw('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.options.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}', INPUT_AUDIO_APPEND)
+    this.#sendUpstreamRaw('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}', INPUT_AUDIO_APPEND)
     this.#activity.recordAudio(AUDIO_STREAMS.upstreamOut, chunk.length)
   }
 
@@ -771,6 +770,41 @@ function failureOf (output: string): string | undefined {
   } catch {
     return undefined
   }
+}
+
+/** The options a plugin's sessions share, from its limits and the engine's watchdog timings. */
+export function sessionOptions (shared: Omit<SessionOptions, 'engine'>, timings: EngineTimings = {}): SessionOptions {
+  return {
+    ...shared,
+    engine: engineOptions({
+      ...timings,
+      maxHeldIntents: shared.maxHeldMessages,
+      maxPromptChars: shared.maxPromptChars,
+      maxQueuedResponses: shared.maxQueuedResponses,
+      renewAfterMs: shared.upstreamRenewAfterMs,
+      reconnectAttempts: shared.upstreamReconnectAttempts
+    })
+  }
+}
+
+/**
+ * A child logger whose bindings are one flat string. pino appends each binding to its
+ * parent's as a string concatenation, which V8 keeps as a tree of the pieces (≈ 750 B for
+ * a session's bindings, against ≈ 200 B as one string) for as long as the session lives.
+ */
+function flatChild (parent: Logger, bindings: Record<string, unknown>): Logger {
+  const child = parent.child(bindings)
+  const held = child as unknown as Record<symbol, unknown>
+  const text = held[pino.symbols.chindingsSym]
+  if (typeof text === 'string') held[pino.symbols.chindingsSym] = Buffer.from(text).toString()
+  return child
+}
+
+/** No server-side functions: shared, so a session without them keeps no map of its own. */
+const NO_ENDPOINTS: ReadonlyMap<string, FunctionEndpoint> = new Map()
+
+function endpointsKept (declared: ReadonlyMap<string, FunctionEndpoint>): ReadonlyMap<string, FunctionEndpoint> {
+  return declared.size === 0 ? NO_ENDPOINTS : declared
 }
 
 function sameFormat (current: ClientAudioFormat | undefined, next: ClientAudioFormat): boolean {

@@ -24,7 +24,7 @@ import type { Refusal } from '../lib/protocol/codes.js'
 import type { SettingsPolicy } from '../lib/mapping.js'
 import { SessionRegistry } from '../lib/registry.js'
 import { digest, matchesAny } from '../lib/secrets.js'
-import { Session } from '../lib/session.js'
+import { Session, sessionOptions } from '../lib/session.js'
 import { traceContextFrom } from '../lib/telemetry.js'
 import { API_KEY_HEADERS } from '../lib/upstream.js'
 import type { ApiKeyHeader } from '../lib/upstream.js'
@@ -81,6 +81,25 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
 
   let lastSessionEnded: (() => void) | undefined
 
+  // What every session shares, built once (`policy` and `apiKeyHeader` are for the session to read once it takes them).
+  const shared = sessionOptions({
+    // Fastify's logger is pino (the app passes one in); sessions use pino's full API.
+    // One child per session (not request.log's child's child): it lives as long as the session.
+    logger: fastify.log as unknown as Logger,
+    metrics,
+    upstreamUrl: options.upstreamUrl,
+    apiKey: options.apiKey,
+    ...(options.apiKeyHeader === undefined ? {} : { apiKeyHeader: options.apiKeyHeader }),
+    policy,
+    ...sessionLimits,
+    onClosed: (closed: Session) => {
+      sessions.delete(closed.id)
+      metrics.sessionEnded(closed.summary())
+      fastify.log.info({ sessionId: closed.id }, 'session ended')
+      if (sessions.size === 0) lastSessionEnded?.()
+    }
+  }, options.engine)
+
   /**
    * app.close(): refuse upgrades from now on (answered and destroyed, or close() would
    * wait for them), close every session with a code and a reason (@fastify/websocket's
@@ -126,29 +145,8 @@ const realtime: FastifyPluginAsync<RealtimeOptions> = async (fastify, options) =
   }, (socket, request) => {
     releaseUpgrade(socket, request.raw)
     const trace = traceContextFrom(request.headers.traceparent)
-    // `policy` and `apiKeyHeader` are for the session to read once it takes them.
-    const sessionOptions = {
-      client: socket,
-      remoteAddress: request.socket.remoteAddress ?? 'unknown',
-      // Fastify's logger is pino (the app passes one in); sessions use pino's full API.
-      // One child per session (not request.log's child's child): it lives as long as the session.
-      logger: fastify.log as unknown as Logger,
-      logBindings: { traceId: trace.traceId, spanId: trace.spanId, traceFlags: trace.traceFlags },
-      metrics,
-      upstreamUrl: options.upstreamUrl,
-      apiKey: options.apiKey,
-      ...(options.apiKeyHeader === undefined ? {} : { apiKeyHeader: options.apiKeyHeader }),
-      policy,
-      ...sessionLimits,
-      engine: options.engine,
-      onClosed: (closed: Session) => {
-        sessions.delete(closed.id)
-        metrics.sessionEnded(closed.summary())
-        fastify.log.info({ sessionId: closed.id }, 'session ended')
-        if (sessions.size === 0) lastSessionEnded?.()
-      }
-    }
-    const session = new Session(sessionOptions)
+    const session = new Session(shared, socket, request.socket.remoteAddress ?? 'unknown',
+      { traceId: trace.traceId, spanId: trace.spanId, traceFlags: trace.traceFlags })
     sessions.add(session)
     metrics.sessionStarted()
     fastify.log.info({ sessionId: session.id, remoteAddress: request.socket.remoteAddress }, 'session started')

@@ -257,7 +257,7 @@ class World {
   private readonly cancelOwed = new Set<string>()
 
   constructor (schedule: Schedule) {
-    this.engine = new TurnEngine({ idPrefix: 'x_' })
+    this.engine = new TurnEngine('x_')
     this.model = new UpstreamModel(prng(0))
     this.models.push(this.model)
     this.greeting = schedule.greeting !== null

@@ -895,7 +895,7 @@ function scenario (): Input[] {
 
 t.test('determinism: the same inputs in the same order give the same outputs and the same state', async (t) => {
   const run = (): { commands: Command[][], state: unknown } => {
-    const engine = new TurnEngine({ idPrefix: 't_' })
+    const engine = new TurnEngine('t_')
     const commands = scenario().map((input, i) => engine.step({ ...input, at: i * 100 } as EngineInput))
     return { commands, state: structuredClone(engine.state) }
   }

@@ -20,14 +20,13 @@ import type { UpstreamFailure } from '../upstream.js'
 import type { AnnouncedCall, Command, EngineInput, InjectBehavior, LogLevel, Timer, UpstreamCommand, UpstreamInput, Usage } from './io.js'
 import { decodeUpstream } from './io.js'
 import { ConversationRecord } from './record.js'
+import { LazyMap, LazySet } from '../lazy.js'
 import type { AgentTurn } from './turns.js'
 import { heardAt, heardText, newTurn, withDelta } from './turns.js'
 
 export type EnginePhase = 'awaiting_settings' | 'configuring' | 'ready' | 'closing'
 
 export interface EngineOptions {
-  /** Prefix of every event_id and item id this session sends (unique per session). */
-  idPrefix: string
   /** No `response.created` this long after our `response.create`: give the slot back. */
   createAckMs: number
   /** A response still running after this long is cancelled… */
@@ -60,7 +59,7 @@ export interface EngineOptions {
 export const ENGINE_TIMINGS = ['createAckMs', 'responseMaxMs', 'cancelGraceMs', 'itemAckMs', 'updateAckMs', 'maxCreateRetries', 'transcriptWaitMs', 'reconnectBackoffMs'] as const
 export type EngineTimings = Partial<Pick<EngineOptions, typeof ENGINE_TIMINGS[number]>>
 
-export const defaultEngineOptions: Omit<EngineOptions, 'idPrefix'> = {
+export const defaultEngineOptions: EngineOptions = {
   createAckMs: 15_000,
   responseMaxMs: 120_000,
   cancelGraceMs: 5_000,
@@ -76,17 +75,13 @@ export const defaultEngineOptions: Omit<EngineOptions, 'idPrefix'> = {
   reconnectAttempts: 3
 }
 
-/** The names of the options that have defaults, in one order. */
-const DEFAULTED_OPTIONS = Object.keys(defaultEngineOptions) as Array<keyof typeof defaultEngineOptions>
-
 /**
- * The options, built field by field in one order, so every session's share one hidden
- * class. Spreading the defaults and the caller's options gave them hidden classes of
- * their own (12 for 20 sessions, ≈ 0.4 KB each).
+ * The options with their defaults filled in. Build them once and give the same object to
+ * every session's engine: they are the same for all (a copy per session was 200 bytes).
  */
-function engineOptions (o: Partial<EngineOptions> & { idPrefix: string }): EngineOptions {
-  const options = { idPrefix: o.idPrefix } as EngineOptions
-  for (const name of DEFAULTED_OPTIONS) options[name] = o[name] ?? defaultEngineOptions[name]
+export function engineOptions (o: Partial<EngineOptions> = {}): EngineOptions {
+  const options = { ...defaultEngineOptions }
+  for (const name of Object.keys(defaultEngineOptions) as Array<keyof EngineOptions>) options[name] = o[name] ?? options[name]
   return options
 }
 
@@ -175,7 +170,7 @@ interface Speech {
   /** When the user's turn ended (or the client asked for a response); 0 = never. */
   turnAnchor: number
   /** response.created times, by response id, until its response.done. */
-  createdAt: Map<string, number>
+  createdAt: LazyMap<string, number>
   /** The response whose audio reached the client last (its AgentStartedSpeaking was sent). */
   speaking: string | null
   /** The response barge-in interrupted: none of its audio plays. */
@@ -183,15 +178,15 @@ interface Speech {
   userSpeaking: boolean
   agentHasSpoken: boolean
   /** In-band responses, until their words are told as heard. */
-  turns: Map<string, AgentTurn>
+  turns: LazyMap<string, AgentTurn>
   /** Committed user audio whose transcription is on its way: item id → its position. */
-  pendingUser: Map<string, number>
+  pendingUser: LazyMap<string, number>
   /** The agent's words waiting for those transcriptions (a bounded time). */
   heldTexts: ServerMessage[]
   /** Send `History` messages (Settings.flags.history, on unless false). */
   history: boolean
   /** Functions the server calls itself, by name. */
-  serverFunctions: ReadonlySet<string>
+  serverFunctions: LazySet<string>
   /** ForceEndTurn commits on their way: each commit that lands starts that turn's response. */
   pendingCommits: number
   /** The user stopped speaking and server VAD will answer: its response has not been created yet. */
@@ -237,13 +232,13 @@ export interface EngineState {
   held: EngineInput[]
   /** Context items and greeting of the first Settings, sent once the session is ready. */
   setup: { context: ConversationItem[], greeting?: string }
-  awaitingItems: Set<string>
+  awaitingItems: LazySet<string>
   /** Items of the conversation replayed to a new upstream and not acknowledged yet. */
-  replaying: Set<string>
-  sent: Map<string, SentPurpose>
-  calls: Map<string, CallState>
+  replaying: LazySet<string>
+  sent: LazyMap<string, SentPurpose>
+  calls: LazyMap<string, CallState>
   /** Responses whose function calls await answers: response id → done yet? */
-  callResponses: Map<string, boolean>
+  callResponses: LazyMap<string, boolean>
   /** Responses the watchdog gave up on; their late response.done is still their end. */
   abandoned: Abandoned[]
   speech: Speech
@@ -288,14 +283,17 @@ const MAX_CREATED_AT = 16
 const MAX_TURNS = 16
 
 export class TurnEngine {
+  /** Prefix of every event_id and item id this session sends (unique per session). */
+  readonly idPrefix: string
   readonly options: EngineOptions
   readonly #s: EngineState
   #out: Command[] = []
   /** The time of the input being handled. */
   #now = 0
 
-  constructor (options: Partial<EngineOptions> & { idPrefix: string }) {
-    this.options = engineOptions(options)
+  constructor (idPrefix: string, options: EngineOptions = defaultEngineOptions) {
+    this.idPrefix = idPrefix
+    this.options = options
     this.#s = {
       phase: 'awaiting_settings',
       seq: 0,
@@ -309,24 +307,24 @@ export class TurnEngine {
       queue: [],
       held: [],
       setup: { context: [] },
-      awaitingItems: new Set(),
-      replaying: new Set(),
-      sent: new Map(),
-      calls: new Map(),
-      callResponses: new Map(),
+      awaitingItems: new LazySet(),
+      replaying: new LazySet(),
+      sent: new LazyMap(),
+      calls: new LazyMap(),
+      callResponses: new LazyMap(),
       abandoned: [],
       speech: {
         turnAnchor: 0,
-        createdAt: new Map(),
+        createdAt: new LazyMap(),
         speaking: null,
         muted: null,
         userSpeaking: false,
         agentHasSpoken: false,
-        turns: new Map(),
-        pendingUser: new Map(),
+        turns: new LazyMap(),
+        pendingUser: new LazyMap(),
         heldTexts: [],
         history: true,
-        serverFunctions: new Set(),
+        serverFunctions: new LazySet(),
         pendingCommits: 0,
         vadTurnDue: false,
         dueTurnItem: undefined
@@ -419,7 +417,7 @@ export class TurnEngine {
     switch (input.type) {
       case 'settings': return this.#settings(input)
       case 'configure': return this.#whenStarted(input, () => {
-        if (input.serverFunctions !== undefined) s.speech.serverFunctions = new Set(input.serverFunctions)
+        if (input.serverFunctions !== undefined) s.speech.serverFunctions = new LazySet(input.serverFunctions)
         this.#configure(withAppended(s.desired, input), input.ack)
       })
       case 'injectUser': return this.#whenLinked(input, () => this.#injectUser(input.content))
@@ -501,7 +499,7 @@ export class TurnEngine {
   #settings (input: Extract<EngineInput, { type: 'settings' }>): void {
     const s = this.#s
     if (input.history !== undefined) s.speech.history = input.history
-    if (input.serverFunctions !== undefined) s.speech.serverFunctions = new Set(input.serverFunctions)
+    if (input.serverFunctions !== undefined) s.speech.serverFunctions = new LazySet(input.serverFunctions)
     if (s.phase !== 'awaiting_settings') {
       // A later Settings is a change: apply the difference, acknowledge again.
       this.#configure(input.fields, 'SettingsApplied')
@@ -1657,7 +1655,7 @@ export class TurnEngine {
 
   #nextId (kind: string): string {
     this.#s.seq += 1
-    return `${this.options.idPrefix}${kind}${this.#s.seq}`
+    return `${this.idPrefix}${kind}${this.#s.seq}`
   }
 
   #client (message: ServerMessage): void {
@@ -1681,7 +1679,7 @@ export class TurnEngine {
  * Keeps a per-session map within MAX_REMEMBERED (maps iterate oldest first): the oldest
  * entries that are done with go first, then, if that is not enough, the oldest of all.
  */
-function boundMap<T> (map: Map<string, T>, doneWith: (value: T) => boolean): void {
+function boundMap<T> (map: LazyMap<string, T>, doneWith: (value: T) => boolean): void {
   if (map.size <= MAX_REMEMBERED) return
   for (const [key, value] of map) {
     if (map.size <= MAX_REMEMBERED) return
@@ -1706,7 +1704,7 @@ function forgetAnsweredCalls (s: EngineState): void {
   }
 }
 
-function rememberBounded<T> (map: Map<string, T>, key: string, value: T, max: number): void {
+function rememberBounded<T> (map: LazyMap<string, T>, key: string, value: T, max: number): void {
   map.set(key, value)
   if (map.size > max) map.delete(map.keys().next().value as string)
 }

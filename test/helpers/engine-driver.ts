@@ -2,7 +2,7 @@
 // at a time with time moving on, upstream events shaped like OpenAI Realtime GA server
 // events, and readers for the commands it returns.
 
-import { TurnEngine, type EngineOptions, type EngineState } from '../../lib/engine/engine.js'
+import { TurnEngine, engineOptions, type EngineOptions, type EngineState } from '../../lib/engine/engine.js'
 import { timerKey, type Command, type EngineInput, type Timer } from '../../lib/engine/io.js'
 import type { ServerMessage } from '../../lib/protocol/deepgram.js'
 import type { ConversationItem, SessionFields } from '../../lib/protocol/openai.js'
@@ -56,7 +56,7 @@ export class Driver {
   private serverSeq = 0
 
   constructor (options: Partial<EngineOptions> = {}) {
-    this.engine = new TurnEngine({ idPrefix: 't_', ...options })
+    this.engine = new TurnEngine('t_', engineOptions(options))
   }
 
   feed (input: Input): Command[] {
