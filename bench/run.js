@@ -121,7 +121,7 @@ async function audioBench () {
       await waitForQuiet()
       const idle = await idleMemory(target, options.idleSessions)
       results.idle.push(idle)
-      process.stderr.write(`${(idle.rssPerSession / 1024).toFixed(1)} KB RSS, ${(idle.heapPerSession / 1024).toFixed(1)} KB heap each\n`)
+      process.stderr.write(`${(idle.retainedRssPerSession / 1024).toFixed(1)} KB RSS beyond the young generation (${(idle.rssPerSession / 1024).toFixed(1)} KB in all), ${(idle.heapPerSession / 1024).toFixed(1)} KB heap each\n`)
     }
   }
 }
@@ -276,6 +276,10 @@ async function runOne (target, count) {
  * (hundreds of KB each) average out: `count` sessions opened in IDLE_STEPS steps, the
  * hop's RSS after a full GC at each. Per session = growth from the first step to the
  * last over the sessions in between, so one-time costs of the first sessions drop out.
+ * Also without V8's young generation: V8 sizes it (up to 16 MB a semi-space, in steps)
+ * by how fast the process allocates, not by what it keeps, so whether it grew during the
+ * measurement (the relay's did, from 6 to 17 MB; the proxy's was at 30 MB before) moved
+ * the per-session figure by up to 12 KB at 1000 sessions.
  */
 async function idleMemory (target, count) {
   const simulator = await startSimulator()
@@ -300,8 +304,10 @@ async function idleMemory (target, count) {
     return {
       target,
       sessions: sessions.length,
-      steps: steps.map(({ sessions, rss, heapUsed, external }) => ({ sessions, rss, heapUsed, external })),
+      steps: steps.map(({ sessions, rss, heapUsed, external, youngGeneration }) => ({ sessions, rss, heapUsed, external, youngGeneration })),
       rssPerSession: (to.rss - from.rss) / added,
+      youngGenerationGrowth: to.youngGeneration - from.youngGeneration,
+      retainedRssPerSession: (to.rss - to.youngGeneration - from.rss + from.youngGeneration) / added,
       heapPerSession: (to.heapUsed + to.external - from.heapUsed - from.external) / added
     }
   } finally {

@@ -34,6 +34,9 @@ t.test('npm run bench, quick: every frame echoed through both hops, measured and
   for (const idle of results.idle) {
     t.equal(idle.sessions, 20, `${idle.target}: every idle session configured`)
     t.ok(Number.isFinite(idle.rssPerSession) && idle.heapPerSession > 0, `${idle.target}: idle memory per session (${idle.heapPerSession} B of heap)`)
+    const beyondYoung = idle.rssPerSession - idle.youngGenerationGrowth / (idle.sessions - idle.steps[1].sessions)
+    t.ok(Math.abs(idle.retainedRssPerSession - beyondYoung) < 1e-6, `${idle.target}: RSS per session beyond the young generation (${idle.retainedRssPerSession} B)`)
+    t.ok(idle.steps.every((step: any) => step.youngGeneration > 0), `${idle.target}: the young generation's size sampled at every step`)
   }
   t.match(stdout, /\| 5 \| \*\*proxy ÷ relay\*\* \|/)
   t.match(stdout, /Capacity/)
