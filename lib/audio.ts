@@ -78,13 +78,16 @@ export function audioDurationMs (format: ClientAudioFormat, bytes: number): numb
   return bytes * 1000 / (bytesPerSample(format) * format.sampleRate)
 }
 
+/** Until a converter needs one: shared (a converter never writes into it), so an idle session holds no buffer. */
+const NO_SCRATCH = Buffer.alloc(0)
+
 /** Client → upstream: converts raw client audio bytes into the base64 payload of input_audio_buffer.append. Stateful per session. */
 export class InputAudioConverter {
   readonly #pcm16: boolean
   readonly #resampler: Pcm16Resampler | undefined
   /** The unpaired last byte of a PCM16 frame (24 kHz passthrough), or -1. */
   #oddByte = -1
-  #scratch: Buffer = Buffer.alloc(0)
+  #scratch: Buffer = NO_SCRATCH
 
   constructor (client: ClientAudioFormat) {
     const { encoding, sampleRate } = checkClientFormat(client, 'input')

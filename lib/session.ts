@@ -87,7 +87,8 @@ function sessionOf (client: WebSocket): Session {
 
 export class Session implements LiveSession {
   readonly id = randomUUID()
-  readonly startedAt = new Date()
+  /** When the session started, in ms since the epoch (a number, not a `Date` object kept for the session's life). */
+  readonly startedAt = Date.now()
   readonly #o: SessionOptions
   #log: Logger
   readonly #client: WebSocket
@@ -239,7 +240,7 @@ export class Session implements LiveSession {
     const activity = this.#activity
     return {
       id: this.id,
-      startedAt: this.startedAt.toISOString(),
+      startedAt: new Date(this.startedAt).toISOString(),
       remoteAddress: this.#remoteAddress,
       phase: this.#closing ? 'closing' : engine.phase,
       responseInProgress: engine.responseInProgress,
@@ -563,12 +564,19 @@ export class Session implements LiveSession {
   #setTimer (timer: Timer, ms: number): void {
     const key = timerKey(timer)
     clearTimeout(this.#timers.get(key))
-    const handle = setTimeout(this.#guard(() => {
-      this.#timers.delete(key)
-      if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), timer })
-    }), ms)
+    const handle = setTimeout(Session.#onTimer, ms, this, timer)
     handle.unref()
     this.#timers.set(key, handle)
+  }
+
+  /** Shared by every engine timer (the timer carries its session), like the socket listeners. */
+  static #onTimer (session: Session, timer: Timer): void {
+    session.#safely(session.#timerFired, timer, undefined)
+  }
+
+  #timerFired (timer: Timer): void {
+    this.#timers.delete(timerKey(timer))
+    if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), timer })
   }
 
   // ── I/O helpers ─────────────────────────────────────────────────────────────
@@ -749,7 +757,7 @@ export class Session implements LiveSession {
   #logSummary (): void {
     const usage = this.#engine.usage
     this.#log.info({
-      durationMs: Math.round(Date.now() - this.startedAt.getTime()),
+      durationMs: Math.round(Date.now() - this.startedAt),
       closeCode: this.#ended?.code,
       closeReason: this.#ended?.reason,
       responses: usage.responses,
