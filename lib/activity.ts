@@ -52,22 +52,27 @@ export class SessionActivity {
    */
   record (direction: EventDirection, type: string, extra?: Partial<TimelineEvent>): void {
     const audio = extra?.bytes !== undefined
-    const key = direction + type
-    const run = audio ? this.#audioRun.get(key) : undefined
-    if (run !== undefined) {
-      run.bytes = (run.bytes ?? 0) + (extra?.bytes ?? 0)
-      run.frames = (run.frames ?? 1) + 1
-      run.at = Date.now()
-      return
+    if (audio) {
+      const run = this.#audioRun.get(direction + type)
+      if (run !== undefined) {
+        run.bytes = (run.bytes ?? 0) + (extra.bytes ?? 0)
+        run.frames = (run.frames ?? 1) + 1
+        run.at = Date.now()
+        return
+      }
+    } else if (this.#audioRun.size > 0) {
+      // Only when there is a run to end: clearing a Map allocates a new table, and most events follow no audio.
+      this.#audioRun.clear()
     }
-    if (!audio) this.#audioRun.clear()
     const event: Entry = { at: Date.now(), direction, type }
     if (extra !== undefined) {
-      for (const [name, value] of Object.entries(extra)) {
+      // for…in, not Object.entries: no array per event (every upstream event is recorded).
+      for (const name in extra) {
+        const value = extra[name as keyof TimelineEvent]
         if (value !== undefined) (event as unknown as Record<string, unknown>)[name] = value
       }
     }
-    if (audio) this.#audioRun.set(key, event)
+    if (audio) this.#audioRun.set(direction + type, event)
     this.#timeline.push(event)
     if (this.#timeline.length > TIMELINE_SIZE) this.#timeline.shift()
   }
