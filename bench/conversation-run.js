@@ -70,8 +70,8 @@ async function turnsRun (ctx, options, target, count) {
   let hop
   try {
     hop = await ctx.startHop(target, simulator)
-    const { sessions, failures } = await openConversations(hop.ready.url, count)
-    const streaming = stream(sessions, new Measurement())
+    const { sessions, failures } = await openConversations(hop.ready.url, count, options.micFrameMs)
+    const streaming = stream(sessions, new Measurement(), options.micFrameMs)
     await sleep(options.warmupS * 1000)
 
     const audioOnly = await window(hop, options.durationS)

@@ -1,6 +1,6 @@
 // The conversational load (`npm run bench -- --conversation`): sessions that stream the
-// microphone (one 20 ms frame every 20 ms, silence unless the user barges in) while each
-// runs turns, one at a time:
+// microphone (one 20 ms frame every 20 ms, or one of --mic-frame-ms as often; silence
+// unless the user barges in) while each runs turns, one at a time:
 //
 //   say     InjectUserMessage → the spoken answer (AgentAudioDone)
 //   call    InjectUserMessage naming get_weather → FunctionCallRequest → FunctionCallResponse
@@ -15,7 +15,7 @@
 // protocol message's trip through the hop is split like the audio frames' are.
 
 import WebSocket from 'ws'
-import { FRAME_BYTES, frameTemplate, nowMs } from './frame.js'
+import { FRAME_BYTES, FRAME_MS, frameTemplate, nowMs } from './frame.js'
 import { Samples, closeSocket, establish, settingsMessage } from './loadgen.js'
 
 export const FUNCTIONS = [{
@@ -28,11 +28,15 @@ export const STREAMING_TURNS = ['say', 'call', 'say', 'barge', 'prompt']
 /** Back to back (long sessions): no barge-in (answers are instant there), a prompt change now and then. */
 export const LONG_TURNS = ['say', 'call', 'say', 'call', 'say', 'call', 'say', 'call', 'say', 'prompt']
 const TURN_TIMEOUT_MS = 10_000
-const BARGE_FRAMES = 10
+/** A barge-in is this much loud microphone audio. */
+const BARGE_MS = 200
 
-const silence = Buffer.alloc(FRAME_BYTES)
-// The audio benchmark's tone (about −23 dBFS) with an empty header: loud enough for the VAD.
-const loud = frameTemplate()
+/** A microphone frame of `frameMs` (a multiple of FRAME_MS): silence, and the audio benchmark's tone (about −23 dBFS, an empty header), loud enough for the VAD. */
+function microphone (frameMs) {
+  const count = frameMs / FRAME_MS
+  return { frameMs, silence: Buffer.alloc(FRAME_BYTES * count), loud: Buffer.concat(Array.from({ length: count }, () => frameTemplate())) }
+}
+const MICROPHONE = microphone(FRAME_MS)
 
 /** Sessions are numbered across the whole run, so that no two share tokens (a --quick run shares its simulators). */
 let nextIndex = 0
@@ -41,12 +45,13 @@ let nextIndex = 0
  * Opens `count` conversational sessions: each one's Settings name it to the simulator
  * (a token in the prompt) and declare get_weather.
  */
-export function openConversations (url, count) {
+export function openConversations (url, count, frameMs = FRAME_MS) {
   const first = nextIndex
   nextIndex += count
+  const mic = frameMs === FRAME_MS ? MICROPHONE : microphone(frameMs)
   return establish(url, count, {
     settings: (index) => settingsMessage({ prompt: `You are a benchmark. q${first + index}x0`, functions: FUNCTIONS }),
-    session: (ws, index) => new ConversationSession(ws, first + index)
+    session: (ws, index) => new ConversationSession(ws, first + index, mic)
   })
 }
 
@@ -82,14 +87,16 @@ export class ConversationSession {
   index
   #ws
   #seq = 0
+  #mic
   #loudFrames = 0
   #barges = 0
   /** The turn in progress: its kind, state and how it ends. */
   #turn = null
 
-  constructor (ws, index) {
+  constructor (ws, index, mic = MICROPHONE) {
     this.#ws = ws
     this.index = index
+    this.#mic = mic
     ws.on('message', (data, isBinary) => this.#onMessage(data, isBinary))
   }
 
@@ -103,7 +110,7 @@ export class ConversationSession {
 
   sendFrame () {
     if (!this.open) return
-    const frame = this.#loudFrames > 0 ? loud : silence
+    const frame = this.#loudFrames > 0 ? this.#mic.loud : this.#mic.silence
     if (this.#loudFrames > 0) this.#loudFrames--
     this.#ws.send(frame, { binary: true })
     this.measurement.sent += 1
@@ -160,7 +167,7 @@ export class ConversationSession {
       if (turn?.kind === 'barge') {
         if (!turn.barged && this.#loudFrames === 0 && !turn.bargeSent) {
           turn.bargeSent = true
-          this.#loudFrames = BARGE_FRAMES
+          this.#loudFrames = Math.ceil(BARGE_MS / this.#mic.frameMs)
         } else if (turn.barged) {
           turn.audioAfterBarge = true
         }

@@ -234,12 +234,12 @@ function connect (url, settings, timeoutMs) {
  * `measure(next)` switches to a new measurement without a gap in the stream. Frames
  * missed while this process was busy are sent late (catch-up), so the rate stays exact.
  */
-export function stream (sessions, measurement) {
-  const start = nowMs() + FRAME_MS
+export function stream (sessions, measurement, frameMs = FRAME_MS) {
+  const start = nowMs() + frameMs
   let current = measurement
   sessions.forEach((session, index) => {
     session.measure(current)
-    session.nextDue = start + index * FRAME_MS / sessions.length
+    session.nextDue = start + index * frameMs / sessions.length
   })
   let timer
   const tick = () => {
@@ -248,12 +248,12 @@ export function stream (sessions, measurement) {
       while (session.nextDue <= now) {
         current.sendLag.add(now - session.nextDue)
         session.sendFrame()
-        session.nextDue += FRAME_MS
+        session.nextDue += frameMs
       }
     }
     timer = setTimeout(tick, 1)
   }
-  timer = setTimeout(tick, FRAME_MS)
+  timer = setTimeout(tick, frameMs)
   return {
     measure (next) {
       current = next

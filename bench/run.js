@@ -38,6 +38,8 @@
 //   --conversation          the conversational workload instead (bench/conversation-run.js):
 //                           turns while streaming, then the proxy's long sessions; with
 //   --turn-interval 4       seconds between one session's turns
+//   --mic-frame-ms 20       length of each microphone frame (a multiple of 20 ms; sent as
+//                           often): longer frames are fewer messages, for more sessions
 //   --long-sessions 20      sessions of the long-session and renewal phases (0 skips them)
 //   --long-turns 360        turns per long session (an hour at one turn every 10 s; 0 skips)
 //   --renew-duration 10     seconds of each renewal phase (0 skips)
@@ -88,6 +90,8 @@ const results = {
 mkdirSync(RESULTS, { recursive: true })
 if (options.conversation) {
   results.load.turnIntervalS = options.turnIntervalS
+  results.load.frameMs = options.micFrameMs
+  results.load.frameBytes = FRAME_BYTES * options.micFrameMs / FRAME_MS
   Object.assign(results, await runConversation({ startSimulator, startHop, waitForQuiet }, options))
 } else {
   await audioBench()
@@ -421,6 +425,7 @@ function readOptions () {
       repeat: { type: 'string' },
       conversation: { type: 'boolean' },
       'turn-interval': { type: 'string' },
+      'mic-frame-ms': { type: 'string' },
       'long-sessions': { type: 'string' },
       'long-turns': { type: 'string' },
       'renew-duration': { type: 'string' }
@@ -447,10 +452,12 @@ function readOptions () {
   const longSessions = Number(values['long-sessions'] ?? (quick ? 3 : 20))
   const longTurns = Number(values['long-turns'] ?? (quick ? 12 : 360))
   const renewDurationS = Number(values['renew-duration'] ?? (quick ? 3 : 10))
+  const micFrameMs = Number(values['mic-frame-ms'] ?? FRAME_MS)
+  if (!Number.isInteger(micFrameMs / FRAME_MS) || micFrameMs < FRAME_MS || micFrameMs > 1000) throw new Error(`--mic-frame-ms takes a multiple of ${FRAME_MS} ms up to 1000`)
   if (!(turnIntervalS > 0) || !Number.isInteger(longSessions) || longSessions < 0 || !Number.isInteger(longTurns) || longTurns < 0 || !(renewDurationS >= 0)) {
     throw new Error('--turn-interval takes seconds > 0, --long-sessions and --long-turns integers ≥ 0, --renew-duration seconds ≥ 0')
   }
-  return { conversation, turnIntervalS, longSessions, longTurns, renewDurationS, quick, sessions, durationS, warmupS, targets, retries, repeat, idleSessions, quietWaitS, baseline: values.baseline, profile: values.profile === true, json: values.json, logLevel: values['log-level'] ?? 'info' }
+  return { conversation, turnIntervalS, micFrameMs, longSessions, longTurns, renewDurationS, quick, sessions, durationS, warmupS, targets, retries, repeat, idleSessions, quietWaitS, baseline: values.baseline, profile: values.profile === true, json: values.json, logLevel: values['log-level'] ?? 'info' }
 }
 
 function machine () {

@@ -15,8 +15,9 @@ t.test('npm run bench -- --conversation, quick: turns through both hops, long se
   const dir = await mkdtemp(join(tmpdir(), 'bench-smoke-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const json = join(dir, 'results.json')
-  const stdout = await runBench(['--conversation', '--quick', '--duration', '1', '--warmup', '0.2', '--turn-interval', '0.5', '--long-turns', '12', '--renew-duration', '3', '--json', json], 200_000)
+  const stdout = await runBench(['--conversation', '--quick', '--duration', '1', '--warmup', '0.2', '--turn-interval', '0.5', '--mic-frame-ms', '40', '--long-turns', '12', '--renew-duration', '3', '--json', json], 200_000)
   const results = JSON.parse(await readFile(json, 'utf8'))
+  t.same([results.load.frameMs, results.load.frameBytes], [40, 1920], 'the microphone sent 40 ms frames (--mic-frame-ms)')
   t.same(results.runs.map((run: any) => run.target), ['relay', 'proxy'])
   for (const run of results.runs) {
     t.equal(run.established, 5, `${run.target}: every session configured`)
