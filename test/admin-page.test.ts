@@ -63,6 +63,11 @@ t.test('lists a live session, shows a turn starting within a second, draws its t
   const startedAt = Date.now()
   await page.locator(`#sessions tbody tr[data-session="${id}"][data-response="active"]`).waitFor({ timeout: LIVE_WITHIN_MS })
   t.pass(`responseInProgress shown ${Date.now() - startedAt} ms after the proxy saw it`)
+  // The slot is active from the response.create on ("requested"); its id comes with response.created, and the page follows.
+  await until('the proxy to see the response created', () => session?.summary().activeResponseId != null)
+  const createdAt = Date.now()
+  await row.locator('td.response', { hasText: 'resp_' }).waitFor({ timeout: LIVE_WITHIN_MS })
+  t.pass(`the response id shown ${Date.now() - createdAt} ms after the proxy saw it`)
   t.match(await row.locator('td.response').textContent(), conn.activeResponseId ?? 'resp_', 'the active response id')
 
   await row.click()
