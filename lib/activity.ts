@@ -51,17 +51,16 @@ export class SessionActivity {
    * direction and type until a protocol event comes between them.
    */
   record (direction: EventDirection, type: string, extra?: Partial<TimelineEvent>): void {
-    const audio = extra?.bytes !== undefined
-    if (audio) {
-      const run = this.#audioRun.get(direction + type)
+    const runKey = extra?.bytes !== undefined ? direction + type : undefined
+    if (runKey !== undefined) {
+      const run = this.#audioRun.get(runKey)
       if (run !== undefined) {
-        run.bytes = (run.bytes ?? 0) + (extra.bytes ?? 0)
+        run.bytes = (run.bytes ?? 0) + (extra?.bytes ?? 0)
         run.frames = (run.frames ?? 1) + 1
         run.at = Date.now()
         return
       }
-    } else if (this.#audioRun.size > 0) {
-      // Only when there is a run to end: clearing a Map allocates a new table, and most events follow no audio.
+    } else {
       this.#audioRun.clear()
     }
     const event: Entry = { at: Date.now(), direction, type }
@@ -72,7 +71,7 @@ export class SessionActivity {
         if (value !== undefined) (event as unknown as Record<string, unknown>)[name] = value
       }
     }
-    if (audio) this.#audioRun.set(direction + type, event)
+    if (runKey !== undefined) this.#audioRun.set(runKey, event)
     this.#timeline.push(event)
     if (this.#timeline.length > TIMELINE_SIZE) this.#timeline.shift()
   }

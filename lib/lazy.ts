@@ -19,7 +19,8 @@ export class LazyMap<K, V> implements Iterable<[K, V]> {
   }
 
   delete (key: K): boolean { return this.#map !== undefined && this.#map.delete(key) }
-  clear (): void { this.#map?.clear() }
+  /** Clearing a native Map allocates a new table even when it is empty: an empty one is left as it is. */
+  clear (): void { if (this.size > 0) this.#map?.clear() }
   keys (): IterableIterator<K> { return (this.#map ?? NO_ENTRIES as ReadonlyMap<K, V>).keys() }
   values (): IterableIterator<V> { return (this.#map ?? NO_ENTRIES as ReadonlyMap<K, V>).values() }
   entries (): IterableIterator<[K, V]> { return (this.#map ?? NO_ENTRIES as ReadonlyMap<K, V>).entries() }
@@ -43,7 +44,7 @@ export class LazySet<T> implements Iterable<T> {
   }
 
   delete (member: T): boolean { return this.#set !== undefined && this.#set.delete(member) }
-  clear (): void { this.#set?.clear() }
+  clear (): void { if (this.size > 0) this.#set?.clear() }
   values (): IterableIterator<T> { return (this.#set ?? NO_MEMBERS as ReadonlySet<T>).values() }
   [Symbol.iterator] (): IterableIterator<T> { return this.values() }
 }

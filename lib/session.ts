@@ -564,18 +564,18 @@ export class Session implements LiveSession {
   #setTimer (timer: Timer, ms: number): void {
     const key = timerKey(timer)
     clearTimeout(this.#timers.get(key))
-    const handle = setTimeout(Session.#onTimer, ms, this, timer)
+    const handle = setTimeout(Session.#onTimer, ms, this, timer, key)
     handle.unref()
     this.#timers.set(key, handle)
   }
 
   /** Shared by every engine timer (the timer carries its session), like the socket listeners. */
-  static #onTimer (session: Session, timer: Timer): void {
-    session.#safely(session.#timerFired, timer, undefined)
+  static #onTimer (session: Session, timer: Timer, key: string): void {
+    session.#safely(session.#timerFired, timer, key)
   }
 
-  #timerFired (timer: Timer): void {
-    this.#timers.delete(timerKey(timer))
+  #timerFired (timer: Timer, key: string): void {
+    this.#timers.delete(key)
     if (!this.#closing) this.#feed({ type: 'timer', at: performance.now(), timer })
   }
 
