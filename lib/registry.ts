@@ -57,6 +57,7 @@ export interface TimelineEvent {
   code?: string
   /** Audio payload size; consecutive audio frames fold into one entry. */
   bytes?: number
+  /** How many consecutive audio frames, or deltas of one type, the entry stands for (absent for one). */
   frames?: number
 }
 

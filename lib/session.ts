@@ -12,7 +12,7 @@ import pino from 'pino'
 import type { Logger } from 'pino'
 import WebSocket from 'ws'
 import type { RawData } from 'ws'
-import { SessionActivity, audioStream } from './activity.js'
+import { SessionActivity, stream, type Stream } from './activity.js'
 import { InputAudioConverter, OutputAudioConverter } from './audio.js'
 import type { ClientAudioFormat } from './audio.js'
 import { decodeClientText } from './client-frames.js'
@@ -70,12 +70,16 @@ const BINARY = { binary: true }
 const BACKPRESSURE_CHECK_MS = 20
 
 const AUDIO_STREAMS = {
-  clientIn: audioStream('client->proxy', 'binary'),
-  upstreamOut: audioStream('proxy->upstream', INPUT_AUDIO_APPEND),
-  upstreamIn: audioStream('upstream->proxy', AUDIO_DELTA_TYPE),
-  clientOut: audioStream('proxy->client', 'binary'),
-  clientDropped: audioStream('proxy->client', 'binary_dropped')
+  clientIn: stream('client->proxy', 'binary', 'clientReceived'),
+  upstreamOut: stream('proxy->upstream', INPUT_AUDIO_APPEND, 'upstreamSent'),
+  upstreamIn: stream('upstream->proxy', AUDIO_DELTA_TYPE, 'upstreamReceived'),
+  clientOut: stream('proxy->client', 'binary', 'clientSent'),
+  clientDropped: stream('proxy->client', 'binary_dropped')
 }
+/** The upstream's other deltas (words, call arguments) fold into runs in the timeline too. */
+const DELTA_STREAMS: ReadonlyMap<string, Stream> = new Map([...SERVER_EVENT_TYPES]
+  .filter((type) => type.endsWith('.delta') && type !== AUDIO_DELTA_TYPE)
+  .map((type) => [type, stream('upstream->proxy', type, 'upstreamReceived')]))
 
 const SESSION = Symbol('session')
 
@@ -245,8 +249,8 @@ export class Session implements LiveSession {
       phase: this.#closing ? 'closing' : engine.phase,
       responseInProgress: engine.responseInProgress,
       activeResponseId: engine.activeResponseId,
-      upstream: { state: this.#upstream.state, connects: this.#connects, sent: { ...activity.upstreamSent }, received: { ...activity.upstreamReceived } },
-      client: { sent: { ...activity.clientSent }, received: { ...activity.clientReceived } },
+      upstream: { state: this.#upstream.state, connects: this.#connects, sent: activity.counts('upstreamSent'), received: activity.counts('upstreamReceived') },
+      client: { sent: activity.counts('clientSent'), received: activity.counts('clientReceived') },
       pending: engine.pending,
       tags: [...this.#tags],
       usage: { ...engine.usage }
@@ -271,7 +275,6 @@ export class Session implements LiveSession {
     if (this.#closing) return
     if (isBinary) {
       const chunk = toBuffer(data)
-      this.#activity.count(this.#activity.clientReceived, 'binary')
       this.#activity.recordAudio(AUDIO_STREAMS.clientIn, chunk.length)
       this.#onClientAudio(chunk)
       return
@@ -375,7 +378,7 @@ export class Session implements LiveSession {
     if (audio === '') return
     // Built by concatenation: base64 never needs JSON escaping.
     this.#upstream.cork()
-    this.#sendUpstreamRaw('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}', INPUT_AUDIO_APPEND)
+    this.#sendUpstreamText('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}')
     this.#activity.recordAudio(AUDIO_STREAMS.upstreamOut, chunk.length)
   }
 
@@ -464,17 +467,22 @@ export class Session implements LiveSession {
 
   #onUpstreamEvent (event: UpstreamEvent): void {
     // Counted and recorded under known types only, with ids and codes bounded: the upstream's data never grows these.
-    const type = SERVER_EVENT_TYPES.has(event.type) ? event.type : UNKNOWN_TYPE
-    this.#activity.count(this.#activity.upstreamReceived, type)
-    const response = obj(event, 'response')
-    const responseId = boundedId(str(event, 'response_id') ?? str(response, 'id'))
-    this.#activity.record('upstream->proxy', type, { responseId, itemId: boundedId(str(event, 'item_id') ?? str(obj(event, 'item'), 'id')), code: upstreamCode(str(obj(event, 'error'), 'code')) })
+    const responseId = boundedId(str(event, 'response_id') ?? str(obj(event, 'response'), 'id'))
+    const delta = DELTA_STREAMS.get(event.type)
+    let type: string
+    if (delta !== undefined) {
+      type = delta.type
+      this.#activity.recordDelta(delta, responseId, boundedId(str(event, 'item_id')))
+    } else {
+      type = SERVER_EVENT_TYPES.has(event.type) ? event.type : UNKNOWN_TYPE
+      this.#activity.count(this.#activity.upstreamReceived, type)
+      this.#activity.record('upstream->proxy', type, { responseId, itemId: boundedId(str(event, 'item_id') ?? str(obj(event, 'item'), 'id')), code: upstreamCode(str(obj(event, 'error'), 'code')) })
+    }
     if (this.#log.isLevelEnabled('debug')) this.#log.debug({ direction: 'upstream->proxy', messageType: type, responseId }, 'upstream event')
     if (ENGINE_EVENT_TYPES.has(event.type)) this.#feed({ type: 'upstream', at: performance.now(), event })
   }
 
   #onAgentAudio (responseId: string, delta: string): void {
-    this.#activity.count(this.#activity.upstreamReceived, AUDIO_DELTA_TYPE)
     this.#activity.recordAudio(AUDIO_STREAMS.upstreamIn, (delta.length * 3) >>> 2, boundedId(responseId))
     if (this.#output === undefined) return
     const ms = ((delta.length * 3) >>> 2) / this.#upstreamAudioBytesPerMs
@@ -495,7 +503,6 @@ export class Session implements LiveSession {
     }
     this.#engine.noteAudio(responseId, ms, true)
     if (audio.length === 0) return
-    this.#activity.count(this.#activity.clientSent, 'binary')
     this.#activity.recordAudio(AUDIO_STREAMS.clientOut, audio.length, boundedId(responseId))
     cork(this.#client)
     this.#client.send(audio, BINARY)
@@ -583,6 +590,11 @@ export class Session implements LiveSession {
 
   #sendUpstreamRaw (text: string, type: string): void {
     this.#activity.count(this.#activity.upstreamSent, type)
+    this.#sendUpstreamText(text)
+  }
+
+  /** Sends, uncounted (audio is counted with its timeline run). */
+  #sendUpstreamText (text: string): void {
     this.#upstream.send(text)
     if (this.#backpressure === undefined && this.#upstream.bufferedAmount > this.#o.maxUpstreamBufferedBytes) this.#stopReadingClient()
   }

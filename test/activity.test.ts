@@ -1,9 +1,9 @@
 // lib/activity.ts: what /connections shows of a session's traffic. Counts by type, and a
-// bounded timeline in which consecutive audio frames fold into one entry per stream.
+// bounded timeline in which consecutive audio frames and deltas fold into one entry per stream.
 // Pure: no sockets (test/admin-live.test.ts reads the same through the admin API).
 
 import t from 'tap'
-import { SessionActivity, TIMELINE_SIZE, audioStream } from '../lib/activity.js'
+import { SessionActivity, TIMELINE_SIZE, stream } from '../lib/activity.js'
 import { UNKNOWN_TYPE, clientTypeBucket } from '../lib/protocol/deepgram.js'
 import type { TimelineEvent } from '../lib/registry.js'
 
@@ -62,9 +62,8 @@ t.test('protocol events: one timeline entry each, with their fields, undefined f
 
 t.test('audio frames fold into one run per stream until a protocol event comes between them', async (t) => {
   const activity = new SessionActivity()
-  const clientIn = audioStream('client->proxy', 'binary')
-  const upstreamOut = audioStream('proxy->upstream', 'input_audio_buffer.append')
-  t.equal(clientIn.key, 'client->proxybinary')
+  const clientIn = stream('client->proxy', 'binary')
+  const upstreamOut = stream('proxy->upstream', 'input_audio_buffer.append')
   activity.recordAudio(clientIn, 960)
   activity.recordAudio(upstreamOut, 960)
   activity.recordAudio(clientIn, 960)
@@ -82,7 +81,7 @@ t.test('audio frames fold into one run per stream until a protocol event comes b
 
 t.test('an audio run carries the response id of its first frame', async (t) => {
   const activity = new SessionActivity()
-  const clientOut = audioStream('proxy->client', 'binary')
+  const clientOut = stream('proxy->client', 'binary')
   activity.recordAudio(clientOut, 480, 'resp_1')
   activity.recordAudio(clientOut, 480, 'resp_1')
   activity.record('upstream->proxy', 'response.done', { responseId: 'resp_1' })
@@ -94,12 +93,66 @@ t.test('an audio run carries the response id of its first frame', async (t) => {
   ])
 })
 
-t.test('record() with bytes folds like recordAudio()', async (t) => {
+t.test('deltas fold into runs like audio frames, and neither ends the other\'s run', async (t) => {
   const activity = new SessionActivity()
-  activity.record('proxy->client', 'binary_dropped', { bytes: 100 })
-  activity.recordAudio(audioStream('proxy->client', 'binary_dropped'), 50)
-  activity.record('proxy->client', 'binary_dropped', { bytes: 25 })
-  t.same(timeline(activity), [{ direction: 'proxy->client', type: 'binary_dropped', bytes: 175, frames: 3 }])
+  const clientOut = stream('proxy->client', 'binary', 'clientSent')
+  const words = stream('upstream->proxy', 'response.output_audio_transcript.delta', 'upstreamReceived')
+  activity.recordAudio(clientOut, 480, 'resp_1')
+  activity.recordDelta(words, 'resp_1', 'item_1')
+  activity.recordAudio(clientOut, 480, 'resp_1')
+  activity.recordDelta(words, 'resp_1', 'item_1')
+  activity.recordAudio(clientOut, 480, 'resp_1')
+  activity.record('upstream->proxy', 'response.output_audio_transcript.done', { responseId: 'resp_1', itemId: 'item_1' })
+  activity.recordDelta(words, 'resp_2', 'item_2')
+  activity.recordDelta(words, 'resp_2', 'item_2')
+  t.same(timeline(activity), [
+    { direction: 'proxy->client', type: 'binary', bytes: 1440, frames: 3, responseId: 'resp_1' },
+    { direction: 'upstream->proxy', type: 'response.output_audio_transcript.delta', frames: 2, responseId: 'resp_1', itemId: 'item_1' },
+    { direction: 'upstream->proxy', type: 'response.output_audio_transcript.done', responseId: 'resp_1', itemId: 'item_1' },
+    { direction: 'upstream->proxy', type: 'response.output_audio_transcript.delta', frames: 2, responseId: 'resp_2', itemId: 'item_2' }
+  ])
+  t.notOk('bytes' in (activity.events()[1] as object), 'a delta run has no bytes')
+})
+
+t.test('streamed messages are counted with the others, under their type, in their own counts only', async (t) => {
+  const activity = new SessionActivity()
+  const clientIn = stream('client->proxy', 'binary', 'clientReceived')
+  const clientOut = stream('proxy->client', 'binary', 'clientSent')
+  const dropped = stream('proxy->client', 'binary_dropped')
+  const words = stream('upstream->proxy', 'response.output_text.delta', 'upstreamReceived')
+  t.same(activity.counts('clientReceived'), {}, 'nothing before the first message')
+  activity.count(activity.clientReceived, 'Settings')
+  for (let i = 0; i < 3; i++) activity.recordAudio(clientIn, 960)
+  activity.record('upstream->proxy', 'response.created')
+  activity.recordAudio(clientIn, 960)
+  for (let i = 0; i < 2; i++) activity.recordAudio(clientOut, 480)
+  for (let i = 0; i < 5; i++) activity.recordAudio(dropped, 480)
+  activity.recordDelta(words, 'resp_1', undefined)
+  activity.count(activity.clientSent, 'binary')
+  t.same(activity.counts('clientReceived'), { Settings: 1, binary: 4 }, 'across runs')
+  t.same(activity.counts('clientSent'), { binary: 3 }, 'added to a count of the same type; dropped audio is not a message sent')
+  t.same(activity.counts('upstreamReceived'), { 'response.output_text.delta': 1 })
+  t.same(activity.counts('upstreamSent'), {})
+  const copy = activity.counts('clientReceived')
+  copy.binary = 0
+  t.equal(activity.counts('clientReceived').binary, 4, 'a copy')
+  t.same({ ...activity.clientReceived }, { Settings: 1 }, 'the keyed counts hold protocol messages only')
+})
+
+t.test('a stream built after a session\'s first streamed message has its slot too', async (t) => {
+  const activity = new SessionActivity()
+  const early = stream('client->proxy', 'binary', 'clientReceived')
+  activity.recordAudio(early, 10)
+  const late = stream('proxy->upstream', 'input_audio_buffer.append', 'upstreamSent')
+  activity.recordAudio(late, 20)
+  activity.recordAudio(late, 20)
+  activity.recordAudio(early, 10)
+  t.same(timeline(activity), [
+    { direction: 'client->proxy', type: 'binary', bytes: 20, frames: 2 },
+    { direction: 'proxy->upstream', type: 'input_audio_buffer.append', bytes: 40, frames: 2 }
+  ])
+  t.same(activity.counts('clientReceived'), { binary: 2 })
+  t.same(activity.counts('upstreamSent'), { 'input_audio_buffer.append': 2 })
 })
 
 t.test('the timeline keeps the last TIMELINE_SIZE entries, oldest first', async (t) => {
@@ -112,17 +165,17 @@ t.test('the timeline keeps the last TIMELINE_SIZE entries, oldest first', async 
   t.equal(events.at(-1)?.type, `T${TIMELINE_SIZE + 24}`)
   // Audio runs count as one entry however many frames they hold.
   const audio = new SessionActivity()
-  const stream = audioStream('client->proxy', 'binary')
-  for (let i = 0; i < 1000; i++) audio.recordAudio(stream, 2)
+  const frames = stream('client->proxy', 'binary')
+  for (let i = 0; i < 1000; i++) audio.recordAudio(frames, 2)
   t.same(timeline(audio), [{ direction: 'client->proxy', type: 'binary', bytes: 2000, frames: 1000 }])
 })
 
 t.test('events() is a copy: changing it changes nothing, and later frames do not change an earlier copy', async (t) => {
   const activity = new SessionActivity()
-  const stream = audioStream('client->proxy', 'binary')
-  activity.recordAudio(stream, 10)
+  const frames = stream('client->proxy', 'binary')
+  activity.recordAudio(frames, 10)
   const copy = activity.events()
-  activity.recordAudio(stream, 10)
+  activity.recordAudio(frames, 10)
   t.equal(copy[0]?.bytes, 10)
   copy[0]!.type = 'changed'
   copy.push({ at: '', direction: 'client->proxy', type: 'extra' })
