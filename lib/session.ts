@@ -377,7 +377,6 @@ export class Session implements LiveSession {
     const audio = this.#input?.push(chunk) ?? ''
     if (audio === '') return
     // Built by concatenation: base64 never needs JSON escaping.
-    this.#upstream.cork()
     this.#sendUpstreamText('{"type":"input_audio_buffer.append","event_id":"' + this.#engine.idPrefix + 'a' + (++this.#appendSeq) + '","audio":"' + audio + '"}')
     this.#activity.recordAudio(AUDIO_STREAMS.upstreamOut, chunk.length)
   }
@@ -593,8 +592,13 @@ export class Session implements LiveSession {
     this.#sendUpstreamText(text)
   }
 
-  /** Sends, uncounted (audio is counted with its timeline run). */
+  /**
+   * Sends, uncounted (audio is counted with its timeline run). Corked for the tick: what
+   * one read brings about (frames of a burst, an item and its response.create) leaves in
+   * one write.
+   */
   #sendUpstreamText (text: string): void {
+    this.#upstream.cork()
     this.#upstream.send(text)
     if (this.#backpressure === undefined && this.#upstream.bufferedAmount > this.#o.maxUpstreamBufferedBytes) this.#stopReadingClient()
   }
@@ -639,6 +643,8 @@ export class Session implements LiveSession {
     if (message.type === 'Error') this.#o.metrics.clientError(message.code)
     if (message.type === 'Warning') this.#o.metrics.clientWarning(message.code)
     if (message.type === 'Error' || message.type === 'Warning') this.#log.info({ direction: 'proxy->client', messageType: message.type, errorCode: message.code }, message.description)
+    // Corked like agent audio: the messages of one engine step (AgentAudioDone, ConversationText, History…) leave in one write.
+    cork(this.#client)
     this.#client.send(JSON.stringify(message))
   }
 
