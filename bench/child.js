@@ -6,7 +6,11 @@
 
 import { fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8'
+
+/** How often the event loop's delay is sampled (a timer this often: ~100 wake-ups a second in every process). */
+const LOOP_DELAY_RESOLUTION_MS = 10
 
 /**
  * @param {object} options
@@ -17,6 +21,8 @@ import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8'
 export function serveParent ({ ready, close, extra }) {
   if (process.send === undefined) throw new Error('Run this through bench/run.js: it needs an IPC channel to the benchmark')
   let exiting = false
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS })
+  loopDelay.enable()
   const exit = async () => {
     if (exiting) return
     exiting = true
@@ -28,10 +34,27 @@ export function serveParent ({ ready, close, extra }) {
     if (message.cmd === 'exit') return exit()
     if (message.cmd === 'sample') return process.send({ id: message.id, sample: sample(message.gc === true) })
     if (message.cmd === 'snapshot') return process.send({ id: message.id, result: writeHeapSnapshot(message.file) })
+    if (message.cmd === 'loopDelay') {
+      process.send({ id: message.id, result: lateness(loopDelay) })
+      if (message.reset === true) loopDelay.reset()
+      return
+    }
     if (extra !== undefined) process.send({ id: message.id, result: extra(message) })
   })
   process.on('disconnect', exit)
   process.send({ ready })
+}
+
+/**
+ * How late the event loop ran a timer since the last reset, in ms (p50 / p99 / max): what
+ * any callback of this process (a socket's read, so a message's trip through it) waits
+ * behind the work before it. The histogram holds the whole interval, so the resolution
+ * comes off.
+ */
+function lateness (histogram) {
+  if (histogram.count === 0) return { p50: null, p99: null, max: null }
+  const late = (ns) => Math.max(0, ns / 1e6 - LOOP_DELAY_RESOLUTION_MS)
+  return { p50: late(histogram.percentile(50)), p99: late(histogram.percentile(99)), max: late(histogram.max) }
 }
 
 function sample (collect) {

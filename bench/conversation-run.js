@@ -2,11 +2,13 @@
 // through each hop, then the proxy's long sessions. bench/run.js provides the processes
 // (`ctx`: startSimulator(env), startHop(target, simulator, env), waitForQuiet).
 //
-// 1. Turns, per N and hop, in fresh processes: N sessions stream the microphone; after a
+// 1. Turns, per N and hop (--repeat times, hops taking turns), in fresh processes: N sessions stream the microphone; after a
 //    warm-up, --duration seconds of audio only (the baseline), then turns start (one per
 //    session every --turn-interval seconds); after a turn interval of warm-up, --duration
 //    seconds measured. CPU per turn = (hop CPU in the turn window − in the audio-only
-//    window, per second) × window ÷ turns started in the window and finished. Latency
+//    window, per second) × window ÷ turns started in the window and finished; writes
+//    per turn, the same of the hop's write syscalls. And how late the hop's event loop
+//    ran (bench/child.js) in each window: the wait any message has in the hop. Latency
 //    per protocol message: client message → upstream event and upstream event →
 //    client message, by the keys of conversation-stamps.js.
 // 2. Long sessions (the proxy): --long-sessions sessions run --long-turns turns back to
@@ -35,14 +37,19 @@ const BACK_TO_BACK_ENV = { MAX_CLIENT_MESSAGES_PER_SECOND: '0' }
 export async function runConversation (ctx, options) {
   const runs = []
   for (const sessions of options.sessions) {
-    for (const target of options.targets) {
-      process.stderr.write(`conversation: ${target} × ${sessions} sessions … `)
-      await ctx.waitForQuiet()
-      const run = await turnsRun(ctx, options, target, sessions)
-      runs.push(run)
-      process.stderr.write(`done (${run.established}/${sessions} up, ${run.turns.started} turns, ${sum(run.turns.timedOut)} timed out, ` +
-        `${fixed(run.cpu.perTurnMs, 2)} ms CPU per turn, p99 ↑${fixed(run.latency.upAll.p99)} ↓${fixed(run.latency.downAll.p99)} ms)\n`)
+    const attempts = new Map(options.targets.map((target) => [target, []]))
+    // Hops take turns (--repeat), as in the audio benchmark; a row is the median of their runs.
+    for (let round = 1; round <= options.repeat; round++) {
+      for (const target of options.targets) {
+        process.stderr.write(`conversation: ${target} × ${sessions} sessions${options.repeat > 1 ? ` (${round}/${options.repeat})` : ''} … `)
+        await ctx.waitForQuiet()
+        const run = await turnsRun(ctx, options, target, sessions)
+        attempts.get(target).push(run)
+        process.stderr.write(`done (${run.established}/${sessions} up, ${run.turns.started} turns, ${sum(run.turns.timedOut)} timed out, ` +
+          `${fixed(run.cpu.perTurnMs, 2)} ms CPU per turn, p99 ↑${fixed(run.latency.upAll.p99)} ↓${fixed(run.latency.downAll.p99)} ms)\n`)
+      }
     }
+    for (const target of options.targets) runs.push(ctx.combine(attempts.get(target)))
   }
   let long = null
   const renewals = []
@@ -91,6 +98,7 @@ async function turnsRun (ctx, options, target, count) {
 
     const done = sum(log.done)
     const extraMs = (turns.cpuMs / turns.ms - audioOnly.cpuMs / audioOnly.ms) * turns.ms
+    const extraWrites = turns.writeCalls === null ? null : (turns.writeCalls / turns.ms - audioOnly.writeCalls / audioOnly.ms) * turns.ms
     return {
       target,
       sessions: count,
@@ -102,6 +110,8 @@ async function turnsRun (ctx, options, target, count) {
         withTurns: turns.cpuMs / turns.ms * 100,
         perTurnMs: done === 0 ? null : extraMs / done
       },
+      writesPerTurn: done === 0 || extraWrites === null ? null : extraWrites / done,
+      loopDelay: { audioOnly: audioOnly.loopDelay, withTurns: turns.loopDelay },
       latency: tripsByKind(log, stamps, log.since, log.until),
       messages: log.messages,
       warnings: log.warnings,
@@ -113,13 +123,15 @@ async function turnsRun (ctx, options, target, count) {
   }
 }
 
-/** The hop's CPU over `seconds`. */
+/** The hop's CPU, write syscalls (null where /proc does not say) and event-loop lateness over `seconds`. */
 async function window (hop, seconds) {
   const start = await hop.sample()
+  await hop.request({ cmd: 'loopDelay', reset: true })
   const startedAt = nowMs()
   await sleep(seconds * 1000)
   const end = await hop.sample()
-  return { cpuMs: end.cpuMs - start.cpuMs, ms: nowMs() - startedAt }
+  const loopDelay = await hop.request({ cmd: 'loopDelay' })
+  return { cpuMs: end.cpuMs - start.cpuMs, writeCalls: end.writeCalls === null ? null : end.writeCalls - start.writeCalls, loopDelay, ms: nowMs() - startedAt }
 }
 
 async function longRun (ctx, options) {

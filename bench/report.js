@@ -135,8 +135,8 @@ function p99Within (proxy, relay) {
 /** The rest of the machine, and anything that would cast doubt on a row. */
 function context (runs) {
   const lines = [
-    '| N | hop | hop CPU µs / frame | hop user / system CPU % | hop writes / frame | hop reads / frame | simulator CPU % | load generator CPU % | other processes CPU % | send lag p99 / max ms | idle heap KB/session | notes |',
-    '|---:|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|'
+    '| N | hop | hop CPU µs / frame | hop user / system CPU % | hop writes / frame | hop reads / frame | simulator CPU % | load generator CPU % | other processes CPU % | send lag p99 / max ms | hop loop late p99 / max ms | idle heap KB/session | notes |',
+    '|---:|---|---:|---|---:|---:|---:|---:|---:|---|---|---:|---|'
   ]
   for (const run of runs) {
     const notes = []
@@ -150,7 +150,7 @@ function context (runs) {
     if (messages.length > 0) notes.push(`messages: ${messages.map(([type, n]) => `${n}× ${type}`).join(', ')}`)
     const violations = Object.entries(run.violations).filter(([, n]) => n > 0)
     if (violations.length > 0) notes.push(`simulator violations: ${violations.map(([kind, n]) => `${n}× ${kind}`).join(', ')}`)
-    lines.push(`| ${run.sessions} | ${run.target} | ${fixed(run.perFrame.cpuUs, 1)} | ${fixed(run.cpu.hopUser, 1)} / ${fixed(run.cpu.hopSystem, 1)} | ${fixed(run.perFrame.writeCalls, 2)} | ${fixed(run.perFrame.readCalls, 2)} | ${fixed(run.cpu.simulator, 1)} | ${fixed(run.cpu.loadgen, 1)} | ${fixed(run.cpu.background, 1)} | ${fixed(run.sendLag.p99, 1)} / ${fixed(run.sendLag.max, 1)} | ` +
+    lines.push(`| ${run.sessions} | ${run.target} | ${fixed(run.perFrame.cpuUs, 1)} | ${fixed(run.cpu.hopUser, 1)} / ${fixed(run.cpu.hopSystem, 1)} | ${fixed(run.perFrame.writeCalls, 2)} | ${fixed(run.perFrame.readCalls, 2)} | ${fixed(run.cpu.simulator, 1)} | ${fixed(run.cpu.loadgen, 1)} | ${fixed(run.cpu.background, 1)} | ${fixed(run.sendLag.p99, 1)} / ${fixed(run.sendLag.max, 1)} | ${fixed(run.loopDelay?.p99, 2)} / ${fixed(run.loopDelay?.max, 1)} | ` +
       `${kb(run.memory.idleHeapPerSession)} | ${notes.join('; ')} |`)
   }
   return lines
@@ -193,17 +193,19 @@ export function conversationReport (results, argv) {
     machineLine(results),
     `Load per session: the microphone streamed (one ${load.frameMs} ms PCM16 frame every ${load.frameMs} ms, silence but for barge-ins) and one turn every ` +
       `${load.turnIntervalS} s, cycling say, call (function call round trip), say, barge (200 ms of loud audio as the answer starts), prompt (UpdatePrompt); ` +
-      `answers are 1 s of audio at real-time pace. ${load.durationS} s of audio only, then ${load.durationS} s of turns measured; proxy LOG_LEVEL=${load.proxyLogLevel}.`,
-    'CPU per turn: (hop CPU with turns − audio only) ÷ turns finished. Latency added per protocol message, in ms (p50 / p99 / max, count): ' +
+      `answers are 1 s of audio at real-time pace. ${load.durationS} s of audio only, then ${load.durationS} s of turns measured; proxy LOG_LEVEL=${load.proxyLogLevel}.` +
+      (load.repeat > 1 ? ` Each row: the median of ${load.repeat} runs per hop, hops taking turns (counts of failures, timeouts and warnings: the worst run's).` : ''),
+    'CPU (and write syscalls) per turn: (hop CPU with turns − audio only) ÷ turns finished. Latency added per protocol message, in ms (p50 / p99 / max, count): ' +
       '↑ client message sent → its upstream event received by the simulator; ↓ upstream event sent by the simulator → client message received. ' +
-      'Both include two loopback hops and the two ends\' own dispatch, the same for both hops.',
+      'Both include two loopback hops and the two ends\' own dispatch, the same for both hops. ' +
+      'Hop loop late: how late the hop\'s event loop ran a 10 ms timer during the turns, in ms: the wait a message has in the hop before its turn, whatever the other processes do.',
     '',
-    '| N | hop | up | turns (timed out) | CPU % audio only | CPU % with turns | CPU ms per turn | ↑ all | ↓ all |',
-    '|---:|---|---:|---:|---:|---:|---:|---|---|'
+    '| N | hop | up | turns (timed out) | CPU % audio only | CPU % with turns | CPU ms per turn | writes per turn | hop loop late p99 / max | ↑ all | ↓ all |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|'
   ]
   for (const run of results.runs) {
     lines.push(`| ${run.sessions} | ${run.target} | ${run.established}/${run.sessions} | ${run.turns.started} (${sumOf(run.turns.timedOut)}) | ${fixed(run.cpu.audioOnly, 1)} | ` +
-      `${fixed(run.cpu.withTurns, 1)} | **${fixed(run.cpu.perTurnMs, 2)}** | ${trip(run.latency.upAll)} | ${trip(run.latency.downAll)} |`)
+      `${fixed(run.cpu.withTurns, 1)} | **${fixed(run.cpu.perTurnMs, 2)}** | ${fixed(run.writesPerTurn, 1)} | ${fixed(run.loopDelay?.withTurns?.p99, 2)} / ${fixed(run.loopDelay?.withTurns?.max, 1)} | ${trip(run.latency.upAll)} | ${trip(run.latency.downAll)} |`)
   }
   lines.push('', 'Per message (↑ by the client message, ↓ by the client message it becomes):', '',
     '| N | hop | message | ↑ / ↓ | p50 | p99 | max | count |', '|---:|---|---|---|---:|---:|---:|---:|')

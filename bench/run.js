@@ -23,7 +23,8 @@
 //   --duration 10           seconds measured per run (BENCH_DURATION), after
 //   --warmup 2              seconds of streaming at full load
 //   --repeat 1              runs per hop and N, hops taking turns; a row is then the
-//                           median of each figure and the worst of each failure count (BENCH_REPEAT)
+//                           median of each figure and the worst of each failure count
+//                           (BENCH_REPEAT); with --conversation too
 //   --idle-sessions 1000    sessions of the idle-memory phase (0 skips it)
 //   --targets relay,proxy   the hops (and `baseline`, with --baseline)
 //   --baseline DIR          also run the proxy built in DIR (a dist/ with openapi.yaml and
@@ -92,7 +93,7 @@ if (options.conversation) {
   results.load.turnIntervalS = options.turnIntervalS
   results.load.frameMs = options.micFrameMs
   results.load.frameBytes = FRAME_BYTES * options.micFrameMs / FRAME_MS
-  Object.assign(results, await runConversation({ startSimulator, startHop, waitForQuiet }, options))
+  Object.assign(results, await runConversation({ startSimulator, startHop, waitForQuiet, combine }, options))
 } else {
   await audioBench()
 }
@@ -138,8 +139,9 @@ async function audioBench () {
 function combine (runs) {
   if (runs.length === 1) return runs[0]
   const worst = { established: Math.min, dropped: Math.max, lost: Math.max, duplicates: Math.max, corrupt: Math.max, unstamped: Math.max, strayBytes: Math.max }
-  // Counts by kind (failure reasons, client messages, simulator violations): the worst run's.
-  const worstOfAll = new Set(['failures', 'messages', 'violations'])
+  // Counts by kind (failure reasons, client messages, simulator violations, turns timed
+  // out, client warnings): the worst run's.
+  const worstOfAll = new Set(['failures', 'messages', 'violations', 'timedOut', 'warnings'])
   const merge = (values, key, pick) => {
     const [first] = values
     if (typeof first === 'number' || first === null) {
@@ -202,7 +204,7 @@ async function runOne (target, count) {
     await sleep(options.warmupS * 1000)
     const measurement = new Measurement()
     streaming.measure(measurement)
-    const [hopStart, simStart] = await Promise.all([hop.sample(), simulator.sample()])
+    const [hopStart, simStart] = await Promise.all([hop.sample(), simulator.sample(), hop.request({ cmd: 'loopDelay', reset: true })])
     const selfStart = process.cpuUsage()
     const machineStart = machineBusyMs()
     const startedAt = nowMs()
@@ -213,7 +215,7 @@ async function runOne (target, count) {
     await sleep(options.durationS * 1000)
     streaming.stop()
     clearInterval(rssTimer)
-    const [hopEnd, simEnd] = await Promise.all([hop.sample(), simulator.sample()])
+    const [hopEnd, simEnd, loopDelay] = await Promise.all([hop.sample(), simulator.sample(), hop.request({ cmd: 'loopDelay' })])
     const selfEnd = process.cpuUsage(selfStart)
     const machineEnd = machineBusyMs()
     const windowMs = nowMs() - startedAt
@@ -252,6 +254,7 @@ async function runOne (target, count) {
       upstream: measurement.up.summary(),
       downstream: measurement.down.summary(),
       sendLag: measurement.sendLag.summary(),
+      loopDelay,
       cpu: { ...cpu, hopUser: percent(hopEnd.userMs - hopStart.userMs), hopSystem: percent(hopEnd.systemMs - hopStart.systemMs) },
       perFrame: {
         cpuUs: (hopEnd.cpuMs - hopStart.cpuMs) * 1000 / framesThrough,

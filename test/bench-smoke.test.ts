@@ -27,6 +27,8 @@ t.test('npm run bench, quick: every frame echoed through both hops, measured and
       t.ok(p50 > 0 && p50 <= p99 && p99 <= max, `${run.target} ${direction}: ordered percentiles (${p50}, ${p99}, ${max})`)
     }
     t.ok(run.cpu.hop > 0, `${run.target}: CPU measured`)
+    const late = run.loopDelay
+    t.ok(late.p99 >= 0 && late.p99 <= late.max, `${run.target}: the hop's event-loop lateness measured (p99 ${late.p99}, max ${late.max} ms)`)
     t.ok(run.memory.peakRss > 0, `${run.target}: memory measured`)
     t.same(Object.values(run.violations).filter((n) => n !== 0), [], `${run.target}: the simulator saw no protocol violation`)
   }
@@ -40,5 +42,6 @@ t.test('npm run bench, quick: every frame echoed through both hops, measured and
   }
   t.match(stdout, /\| 5 \| \*\*proxy ÷ relay\*\* \|/)
   t.match(stdout, /Capacity/)
+  t.match(stdout, /hop loop late p99 \/ max ms/)
   t.match(stdout, /Targets \(issue #15\)/)
 })
